@@ -1,0 +1,300 @@
+"""Dormand–Prince 5(4) explicit Runge–Kutta integrator with dense output (numba kernel).
+
+Method (Dormand & Prince 1980, J Comput Appl Math 6:19; Hairer, Nørsett & Wanner, *Solving
+Ordinary Differential Equations I*, 2nd ed., §II.5 Table 5.2 and §II.6 (dense output); the
+coefficients below are those of Hairer's ``dopri5.f`` and of ``scipy/integrate/_ivp/rk.py``,
+class ``RK45``)::
+
+    k1 = f(t, y)                                   (= k7 of the previous step: FSAL)
+    ki = f(t + c_i·h, y + h·Σ_{j<i} a_ij·kj),      i = 2..6
+    y1 = y + h·Σ_i b_i·ki                          (5th order, propagated: local extrapolation)
+    k7 = f(t + h, y1)
+    err = h·Σ_i e_i·ki,  i = 1..7                  (difference to the embedded 4th order solution)
+
+    c = (0, 1/5, 3/10, 4/5, 8/9, 1, 1)
+    b = (35/384, 0, 500/1113, 125/192, −2187/6784, 11/84, 0)
+    e = (−71/57600, 0, 71/16695, −71/1920, 17253/339200, −22/525, 1/40)
+
+Error norm (Hairer; scipy)::
+
+    ‖err‖ = sqrt( (1/n)·Σ_i (err_i / (atol + rtol·max(|y_i|, |y1_i|)))² )
+
+A step is accepted when ‖err‖ < 1; the next step is h·min(10, max(0.2, 0.9·‖err‖^(−1/5)))
+(no increase directly after a rejection), as in scipy's ``RK45``.
+
+Dense output (continuous extension of order 4, Shampine 1986 Math Comp 46:135, with the optimal
+free parameter; HNW I §II.6; scipy's ``RK45.P``)::
+
+    y(t + θ·h) = y + h·Σ_{j=1..7} kj · Σ_{m=1..4} P_jm·θ^m,     0 ≤ θ ≤ 1
+
+The initial step, when not given, follows Hairer's heuristic (HNW I §II.4, p. 169), exactly as
+``scipy.integrate._ivp.common.select_initial_step`` with error-estimator order 4.
+"""
+
+import numpy as np
+from numba import njit
+
+from csfpk._kernels.rhs import rhs
+
+STATUS_OK = 0
+STATUS_NONFINITE = 2
+STATUS_MAX_STEPS = 3
+STATUS_H_UNDERFLOW = 4
+
+SAFETY = 0.9
+MIN_FACTOR = 0.2
+MAX_FACTOR = 10.0
+ERR_EXPONENT = -1.0 / 5.0  # −1/(q+1), q = 4 = order of the embedded error estimator
+
+C2 = 1.0 / 5.0
+C3 = 3.0 / 10.0
+C4 = 4.0 / 5.0
+C5 = 8.0 / 9.0
+
+A21 = 1.0 / 5.0
+A31 = 3.0 / 40.0
+A32 = 9.0 / 40.0
+A41 = 44.0 / 45.0
+A42 = -56.0 / 15.0
+A43 = 32.0 / 9.0
+A51 = 19372.0 / 6561.0
+A52 = -25360.0 / 2187.0
+A53 = 64448.0 / 6561.0
+A54 = -212.0 / 729.0
+A61 = 9017.0 / 3168.0
+A62 = -355.0 / 33.0
+A63 = 46732.0 / 5247.0
+A64 = 49.0 / 176.0
+A65 = -5103.0 / 18656.0
+
+B1 = 35.0 / 384.0
+B3 = 500.0 / 1113.0
+B4 = 125.0 / 192.0
+B5 = -2187.0 / 6784.0
+B6 = 11.0 / 84.0
+
+E1 = -71.0 / 57600.0
+E3 = 71.0 / 16695.0
+E4 = -71.0 / 1920.0
+E5 = 17253.0 / 339200.0
+E6 = -22.0 / 525.0
+E7 = 1.0 / 40.0
+
+# Dense output: P[j, m] multiplies k_{j+1} θ^{m+1} (scipy RK45.P; row 2 is zero).
+P11 = 1.0
+P12 = -8048581381.0 / 2820520608.0
+P13 = 8663915743.0 / 2820520608.0
+P14 = -12715105075.0 / 11282082432.0
+P32 = 131558114200.0 / 32700410799.0
+P33 = -68118460800.0 / 10900136933.0
+P34 = 87487479700.0 / 32700410799.0
+P42 = -1754552775.0 / 470086768.0
+P43 = 14199869525.0 / 1410260304.0
+P44 = -10690763975.0 / 1880347072.0
+P52 = 127303824393.0 / 49829197408.0
+P53 = -318862633887.0 / 49829197408.0
+P54 = 701980252875.0 / 199316789632.0
+P62 = -282668133.0 / 205662961.0
+P63 = 2019193451.0 / 616988883.0
+P64 = -1453857185.0 / 822651844.0
+P72 = 40617522.0 / 29380423.0
+P73 = -110615467.0 / 29380423.0
+P74 = 69997945.0 / 29380423.0
+
+
+@njit(cache=True, nogil=True)
+def _all_finite(v):
+    for i in range(v.shape[0]):
+        if not np.isfinite(v[i]):
+            return False
+    return True
+
+
+@njit(cache=True, nogil=True)
+def _initial_step(t0, t1, x, f0, K, r, nl, rtol, atol, order, y1, f1):
+    """Hairer's starting-step heuristic (HNW I §II.4), as scipy's ``select_initial_step``."""
+    n = x.shape[0]
+    span = t1 - t0
+    d0 = 0.0
+    d1 = 0.0
+    for i in range(n):
+        sc = atol + rtol * abs(x[i])
+        d0 += (x[i] / sc) ** 2
+        d1 += (f0[i] / sc) ** 2
+    d0 = np.sqrt(d0 / n)
+    d1 = np.sqrt(d1 / n)
+    if d0 < 1e-5 or d1 < 1e-5:
+        h0 = 1e-6
+    else:
+        h0 = 0.01 * d0 / d1
+    h0 = min(h0, span)
+    for i in range(n):
+        y1[i] = x[i] + h0 * f0[i]
+    rhs(t0 + h0, y1, K, r, nl, f1)
+    d2 = 0.0
+    for i in range(n):
+        sc = atol + rtol * abs(x[i])
+        d2 += ((f1[i] - f0[i]) / sc) ** 2
+    d2 = np.sqrt(d2 / n) / h0
+    if d1 <= 1e-15 and d2 <= 1e-15:
+        h1 = max(1e-6, h0 * 1e-3)
+    else:
+        h1 = (0.01 / max(d1, d2)) ** (1.0 / (order + 1.0))
+    h = min(100.0 * h0, h1, span)
+    if not (h > 0.0):  # NaN guard; non-finite inputs are rejected before this is called
+        h = span
+    return h
+
+
+@njit(cache=True, nogil=True)
+def dopri5_segment(t0, t1, x, K, r, nl, rtol, atol, h, tobs, xobs, max_steps):
+    """Integrate dx/dt = f(t, x) from t0 to t1 (t1 > t0) with constant input r.
+
+    Dormand–Prince 5(4) with FSAL and Shampine's 4th-order dense output; coefficients from
+    Hairer, Nørsett & Wanner, Solving ODEs I (2nd ed.), §II.5 Table 5.2 / §II.6, identical to
+    scipy/integrate/_ivp/rk.py (RK45.A, B, E, P). Step control as scipy's RK45: safety 0.9,
+    step factor in [0.2, 10], exponent −1/5, no increase right after a rejection.
+
+    x: float64[n], state at t0, overwritten with the state at t1 (the last step is clipped to
+    land exactly on t1). On a non-zero status x holds the state at the last accepted time.
+    K: float64[n, n]; r: float64[n]; nl: float64[NL_SIZE] (see rhs.py).
+    rtol, atol: error norm = RMS_i err_i / (atol + rtol·max(|x_i|, |x_new_i|)).
+    h: initial step guess; h <= 0 selects it automatically (Hairer / scipy select_initial_step).
+    tobs: float64[m], sorted, within [t0, t1]; xobs: float64[m, n], row i receives x(tobs[i])
+    from the dense output (steps are not forced onto tobs). tobs == t1 receives the final state
+    exactly, tobs == t0 the initial state.
+    max_steps: bound on attempted steps.
+
+    Returns (status, h_next, n_accepted); status 0 ok, 2 non-finite state, 3 max_steps exceeded,
+    4 step size underflow (h < 1e-14·max(|t|, 1)).
+    """
+    n = x.shape[0]
+    m = tobs.shape[0]
+    k = np.empty((7, n))
+    y = np.empty(n)
+    ynew = np.empty(n)
+
+    n_acc = 0
+    iobs = 0
+    # observations at (or, defensively, before) t0 receive the initial state
+    while iobs < m and tobs[iobs] <= t0:
+        for i in range(n):
+            xobs[iobs, i] = x[i]
+        iobs += 1
+
+    if not _all_finite(x):
+        return STATUS_NONFINITE, h, n_acc
+    if not (t1 > t0):
+        while iobs < m:
+            for i in range(n):
+                xobs[iobs, i] = x[i]
+            iobs += 1
+        return STATUS_OK, h, n_acc
+
+    rhs(t0, x, K, r, nl, k[0])
+    if not _all_finite(k[0]):
+        return STATUS_NONFINITE, h, n_acc
+
+    span = t1 - t0
+    if not (h > 0.0) or not np.isfinite(h):
+        h = _initial_step(t0, t1, x, k[0], K, r, nl, rtol, atol, 4.0, y, ynew)
+    h = min(h, span)
+
+    t = t0
+    n_att = 0
+    rejected = False
+    while True:
+        if n_att >= max_steps:
+            return STATUS_MAX_STEPS, h, n_acc
+        if h < 1e-14 * max(abs(t), 1.0):
+            return STATUS_H_UNDERFLOW, h, n_acc
+        last = False
+        hs = h
+        if t + 1.01 * h >= t1:  # clip onto t1 (absorbing a sliver of < 1 % of h)
+            hs = t1 - t
+            last = True
+        n_att += 1
+
+        # stages 2..6
+        for i in range(n):
+            y[i] = x[i] + hs * A21 * k[0, i]
+        rhs(t + C2 * hs, y, K, r, nl, k[1])
+        for i in range(n):
+            y[i] = x[i] + hs * (A31 * k[0, i] + A32 * k[1, i])
+        rhs(t + C3 * hs, y, K, r, nl, k[2])
+        for i in range(n):
+            y[i] = x[i] + hs * (A41 * k[0, i] + A42 * k[1, i] + A43 * k[2, i])
+        rhs(t + C4 * hs, y, K, r, nl, k[3])
+        for i in range(n):
+            y[i] = x[i] + hs * (A51 * k[0, i] + A52 * k[1, i] + A53 * k[2, i] + A54 * k[3, i])
+        rhs(t + C5 * hs, y, K, r, nl, k[4])
+        for i in range(n):
+            y[i] = x[i] + hs * (A61 * k[0, i] + A62 * k[1, i] + A63 * k[2, i]
+                                + A64 * k[3, i] + A65 * k[4, i])
+        t_new = t1 if last else t + hs
+        rhs(t_new, y, K, r, nl, k[5])
+        for i in range(n):
+            ynew[i] = x[i] + hs * (B1 * k[0, i] + B3 * k[2, i] + B4 * k[3, i]
+                                   + B5 * k[4, i] + B6 * k[5, i])
+        rhs(t_new, ynew, K, r, nl, k[6])
+
+        err = 0.0
+        for i in range(n):
+            e = hs * (E1 * k[0, i] + E3 * k[2, i] + E4 * k[3, i] + E5 * k[4, i]
+                      + E6 * k[5, i] + E7 * k[6, i])
+            sc = atol + rtol * max(abs(x[i]), abs(ynew[i]))
+            err += (e / sc) ** 2
+        err = np.sqrt(err / n)
+
+        if not np.isfinite(err):  # overflow in a stage: shrink hard and retry
+            h = hs * MIN_FACTOR
+            rejected = True
+            continue
+
+        if err < 1.0:
+            if err == 0.0:
+                factor = MAX_FACTOR
+            else:
+                factor = min(MAX_FACTOR, SAFETY * err ** ERR_EXPONENT)
+            if rejected:
+                factor = min(1.0, factor)
+            # dense output for tobs in (t, t_new]
+            while iobs < m and tobs[iobs] <= t_new:
+                to = tobs[iobs]
+                if to == t_new:
+                    for i in range(n):
+                        xobs[iobs, i] = ynew[i]
+                else:
+                    th = (to - t) / hs
+                    th2 = th * th
+                    th3 = th2 * th
+                    th4 = th3 * th
+                    q1 = hs * (P11 * th + P12 * th2 + P13 * th3 + P14 * th4)
+                    q3 = hs * (P32 * th2 + P33 * th3 + P34 * th4)
+                    q4 = hs * (P42 * th2 + P43 * th3 + P44 * th4)
+                    q5 = hs * (P52 * th2 + P53 * th3 + P54 * th4)
+                    q6 = hs * (P62 * th2 + P63 * th3 + P64 * th4)
+                    q7 = hs * (P72 * th2 + P73 * th3 + P74 * th4)
+                    for i in range(n):
+                        xobs[iobs, i] = x[i] + (q1 * k[0, i] + q3 * k[2, i] + q4 * k[3, i]
+                                                + q5 * k[4, i] + q6 * k[5, i] + q7 * k[6, i])
+                iobs += 1
+            for i in range(n):
+                x[i] = ynew[i]
+                k[0, i] = k[6, i]  # FSAL
+            n_acc += 1
+            t = t_new
+            h_new = hs * factor
+            if last:
+                # the clipped step says little about the natural step size: keep the larger
+                h_next = max(h_new, h)
+                while iobs < m:  # defensive: tobs beyond t1
+                    for i in range(n):
+                        xobs[iobs, i] = x[i]
+                    iobs += 1
+                return STATUS_OK, h_next, n_acc
+            h = h_new
+            rejected = False
+        else:
+            h = hs * max(MIN_FACTOR, SAFETY * err ** ERR_EXPONENT)
+            rejected = True

@@ -1,0 +1,406 @@
+"""Rodas4: stiffly accurate, L-stable Rosenbrock method of order 4(3) with dense output (numba).
+
+Method (Hairer & Wanner, *Solving Ordinary Differential Equations II*, 2nd ed., §VI.4,
+Table 4.2 ("RODAS"), and Hairer's Fortran code ``rodas.f``, subroutine ``RODAS4``/``ROCOE``
+with METH = 1). With γ = 1/4, J = ∂f/∂y(t, y), f_t = ∂f/∂t(t, y) (analytic, ``rhs.jacobian`` and
+``rhs.time_derivative``) and the matrix E = I/(h·γ) − J, each step solves six linear systems with
+the same LU factorisation of E::
+
+    E·k1 = f(t, y)                                                + h·d1·f_t
+    E·k2 = f(t + c2·h, y + a21·k1)                + (c21·k1)/h    + h·d2·f_t
+    E·k3 = f(t + c3·h, y + a31·k1 + a32·k2)       + (c31·k1 + c32·k2)/h           + h·d3·f_t
+    E·k4 = f(t + c4·h, y + a41·k1 + … + a43·k3)   + (c41·k1 + … + c43·k3)/h       + h·d4·f_t
+    u5   = y + a51·k1 + a52·k2 + a53·k3 + a54·k4
+    E·k5 = f(t + h, u5)                           + (c51·k1 + … + c54·k4)/h
+    u6   = u5 + k5                                       (embedded 3rd-order solution)
+    E·k6 = f(t + h, u6)                           + (c61·k1 + … + c65·k5)/h
+    y1   = u6 + k6                                       (4th-order solution)
+    err  = k6                                            (= y1 − u6)
+
+Both u6 and y1 are stage values (stiff accuracy), which makes the method L-stable with
+R(∞) = 0. Error norm (Hairer)::
+
+    ‖err‖ = sqrt( (1/n)·Σ_i (err_i / (atol + rtol·max(|y_i|, |y1_i|)))² )
+
+Step size (rodas.f): fac = clip(‖err‖^(1/4)/0.9, 1/6, 5), h_new = h/fac, with Gustafsson's
+predictive controller on accepted steps, fac ≥ (h_acc/h)·(‖err‖²/‖err_acc‖)^(1/4)/0.9, and
+no increase right after a rejection.
+
+Dense output (rodas.f ``CONTRO``; order 3)::
+
+    y(t + θ·h) = (1 − θ)·y + θ·(y1 + (1 − θ)·(q1 + θ·q2)),
+    q1 = Σ_{j=1..5} h2j·kj,   q2 = Σ_{j=1..5} h3j·kj
+
+Coefficients: γ, c_i, d_i, a_ij, c_ij and the dense-output h_ij below are those of Hairer's
+``rodas.f`` (http://www.unige.ch/~hairer/prog/stiff/rodas.f, ROCOE METH = 1) as transcribed in
+DifferentialEquations.jl, OrdinaryDiffEq.jl ``src/tableaus/rosenbrock_tableaus.jl``,
+``Rodas4Tableau``; cross-checked digit by digit against Numerical Recipes 3rd ed. (Press et al.
+2007, §17.5, ``StepperRoss`` / ``Ross_constants``, whose d2j, d3j are our h2j, h3j). The tests
+verify 4th-order convergence, L-stability (R(−∞) = 0) and agreement with matrix exponentials.
+
+The initial step, when not given, follows Hairer's heuristic (HNW I §II.4) as scipy's
+``select_initial_step`` with error-estimator order 3.
+"""
+
+import numpy as np
+from numba import njit
+
+from csfpk._kernels.rhs import jacobian, rhs, time_derivative
+
+STATUS_OK = 0
+STATUS_NONFINITE = 2
+STATUS_MAX_STEPS = 3
+STATUS_H_UNDERFLOW = 4
+
+SAFETY = 0.9
+FAC_MIN = 1.0 / 6.0  # h_new/h <= 6  (rodas.f: FAC2 = 6)
+FAC_MAX = 5.0  # h_new/h >= 1/5 (rodas.f: FAC1 = 0.2)
+
+GAMMA = 0.25
+C2 = 0.386
+C3 = 0.21
+C4 = 0.63
+D1 = 0.25
+D2 = -0.1043
+D3 = 0.1035
+D4 = -0.3620000000000023e-01
+
+A21 = 1.544
+A31 = 0.9466785280815826
+A32 = 0.2557011698983284
+A41 = 3.314825187068521
+A42 = 2.896124015972201
+A43 = 0.9986419139977817
+A51 = 1.221224509226641
+A52 = 6.019134481288629
+A53 = 12.53708332932087
+A54 = -0.6878860361058950
+
+G21 = -5.6688
+G31 = -2.430093356833875
+G32 = -0.2063599157091915
+G41 = -0.1073529058151375
+G42 = -9.594562251023355
+G43 = -20.47028614809616
+G51 = 7.496443313967647
+G52 = -10.24680431464352
+G53 = -33.99990352819905
+G54 = 11.70890893206160
+G61 = 8.083246795921522
+G62 = -7.981132988064893
+G63 = -31.52159432874371
+G64 = 16.31930543123136
+G65 = -6.058818238834054
+
+H21 = 10.12623508344586
+H22 = -7.487995877610167
+H23 = -34.80091861555747
+H24 = -7.992771707568823
+H25 = 1.025137723295662
+H31 = -0.6762803392801253
+H32 = 6.087714651680015
+H33 = 16.43084320892478
+H34 = 24.76722511418386
+H35 = -6.594389125716872
+
+
+@njit(cache=True, nogil=True)
+def _all_finite(v):
+    for i in range(v.shape[0]):
+        if not np.isfinite(v[i]):
+            return False
+    return True
+
+
+@njit(cache=True, nogil=True)
+def _lu_factor(A, piv):
+    """In-place LU factorisation with partial pivoting (Doolittle). False if singular."""
+    n = A.shape[0]
+    for kk in range(n):
+        p = kk
+        amax = abs(A[kk, kk])
+        for i in range(kk + 1, n):
+            v = abs(A[i, kk])
+            if v > amax:
+                amax = v
+                p = i
+        if not (amax > 0.0) or not np.isfinite(amax):
+            return False
+        piv[kk] = p
+        if p != kk:
+            for j in range(n):
+                tmp = A[kk, j]
+                A[kk, j] = A[p, j]
+                A[p, j] = tmp
+        inv = 1.0 / A[kk, kk]
+        for i in range(kk + 1, n):
+            lik = A[i, kk] * inv
+            A[i, kk] = lik
+            if lik != 0.0:
+                for j in range(kk + 1, n):
+                    A[i, j] -= lik * A[kk, j]
+    return True
+
+
+@njit(cache=True, nogil=True)
+def _lu_solve(LU, piv, b):
+    """Solve in place LU·x = P·b with the factors from ``_lu_factor``."""
+    n = LU.shape[0]
+    for kk in range(n):
+        p = piv[kk]
+        if p != kk:
+            tmp = b[kk]
+            b[kk] = b[p]
+            b[p] = tmp
+    for i in range(n):
+        s = b[i]
+        for j in range(i):
+            s -= LU[i, j] * b[j]
+        b[i] = s
+    for i in range(n - 1, -1, -1):
+        s = b[i]
+        for j in range(i + 1, n):
+            s -= LU[i, j] * b[j]
+        b[i] = s / LU[i, i]
+
+
+@njit(cache=True, nogil=True)
+def _initial_step(t0, t1, x, f0, K, r, nl, rtol, atol, order, y1, f1):
+    """Hairer's starting-step heuristic (HNW I §II.4), as scipy's ``select_initial_step``."""
+    n = x.shape[0]
+    span = t1 - t0
+    d0 = 0.0
+    d1 = 0.0
+    for i in range(n):
+        sc = atol + rtol * abs(x[i])
+        d0 += (x[i] / sc) ** 2
+        d1 += (f0[i] / sc) ** 2
+    d0 = np.sqrt(d0 / n)
+    d1 = np.sqrt(d1 / n)
+    if d0 < 1e-5 or d1 < 1e-5:
+        h0 = 1e-6
+    else:
+        h0 = 0.01 * d0 / d1
+    h0 = min(h0, span)
+    for i in range(n):
+        y1[i] = x[i] + h0 * f0[i]
+    rhs(t0 + h0, y1, K, r, nl, f1)
+    d2 = 0.0
+    for i in range(n):
+        sc = atol + rtol * abs(x[i])
+        d2 += ((f1[i] - f0[i]) / sc) ** 2
+    d2 = np.sqrt(d2 / n) / h0
+    if d1 <= 1e-15 and d2 <= 1e-15:
+        h1 = max(1e-6, h0 * 1e-3)
+    else:
+        h1 = (0.01 / max(d1, d2)) ** (1.0 / (order + 1.0))
+    h = min(100.0 * h0, h1, span)
+    if not (h > 0.0):
+        h = span
+    return h
+
+
+@njit(cache=True, nogil=True)
+def rodas_segment(t0, t1, x, K, r, nl, rtol, atol, h, tobs, xobs, max_steps):
+    """Integrate dx/dt = f(t, x) from t0 to t1 (t1 > t0) with constant input r.
+
+    Rodas4 (Hairer & Wanner, Solving ODEs II, §VI.4; coefficients of Hairer's rodas.f as given
+    in OrdinaryDiffEq.jl ``Rodas4Tableau``, cross-checked with Numerical Recipes 3rd ed.
+    ``StepperRoss``): 6 stages, one LU factorisation of I/(h·γ) − J per step, analytic Jacobian
+    (rhs.jacobian) and explicit time derivative (rhs.time_derivative), 3rd-order dense output.
+
+    x: float64[n], state at t0, overwritten with the state at t1 (the last step is clipped to
+    land exactly on t1). On a non-zero status x holds the state at the last accepted time.
+    K: float64[n, n]; r: float64[n]; nl: float64[NL_SIZE] (see rhs.py).
+    rtol, atol: error norm = RMS_i err_i / (atol + rtol·max(|x_i|, |x_new_i|)).
+    h: initial step guess; h <= 0 selects it automatically (Hairer / scipy select_initial_step).
+    tobs: float64[m], sorted, within [t0, t1]; xobs: float64[m, n], row i receives x(tobs[i])
+    from the dense output (steps are not forced onto tobs). tobs == t1 receives the final state
+    exactly, tobs == t0 the initial state.
+    max_steps: bound on attempted steps.
+
+    Returns (status, h_next, n_accepted); status 0 ok, 2 non-finite state, 3 max_steps exceeded,
+    4 step size underflow (h < 1e-14·max(|t|, 1)).
+    """
+    n = x.shape[0]
+    m = tobs.shape[0]
+    f0 = np.empty(n)
+    fx = np.empty(n)
+    J = np.empty((n, n))
+    E = np.empty((n, n))
+    piv = np.empty(n, dtype=np.int64)
+    k1 = np.empty(n)
+    k2 = np.empty(n)
+    k3 = np.empty(n)
+    k4 = np.empty(n)
+    k5 = np.empty(n)
+    k6 = np.empty(n)
+    y = np.empty(n)
+    dy = np.empty(n)
+
+    n_acc = 0
+    iobs = 0
+    while iobs < m and tobs[iobs] <= t0:
+        for i in range(n):
+            xobs[iobs, i] = x[i]
+        iobs += 1
+
+    if not _all_finite(x):
+        return STATUS_NONFINITE, h, n_acc
+    if not (t1 > t0):
+        while iobs < m:
+            for i in range(n):
+                xobs[iobs, i] = x[i]
+            iobs += 1
+        return STATUS_OK, h, n_acc
+
+    rhs(t0, x, K, r, nl, f0)
+    if not _all_finite(f0):
+        return STATUS_NONFINITE, h, n_acc
+
+    span = t1 - t0
+    if not (h > 0.0) or not np.isfinite(h):
+        h = _initial_step(t0, t1, x, f0, K, r, nl, rtol, atol, 3.0, y, dy)
+    h = min(h, span)
+
+    t = t0
+    n_att = 0
+    rejected = False
+    fresh = False  # f0, J, fx are valid at (t, x)
+    first = True
+    h_acc = 0.0
+    err_acc = 1.0
+    while True:
+        if n_att >= max_steps:
+            return STATUS_MAX_STEPS, h, n_acc
+        if h < 1e-14 * max(abs(t), 1.0):
+            return STATUS_H_UNDERFLOW, h, n_acc
+        if not fresh:
+            if n_acc > 0:
+                rhs(t, x, K, r, nl, f0)
+            jacobian(t, x, K, nl, J)
+            time_derivative(t, x, nl, fx)
+            fresh = True
+        last = False
+        hs = h
+        if t + 1.01 * h >= t1:
+            hs = t1 - t
+            last = True
+        n_att += 1
+        t_new = t1 if last else t + hs
+
+        fac = 1.0 / (hs * GAMMA)
+        for i in range(n):
+            for j in range(n):
+                E[i, j] = -J[i, j]
+            E[i, i] += fac
+        if not _lu_factor(E, piv):
+            h = hs * 0.5
+            rejected = True
+            continue
+
+        ih = 1.0 / hs
+        # stage 1
+        for i in range(n):
+            k1[i] = f0[i] + hs * D1 * fx[i]
+        _lu_solve(E, piv, k1)
+        # stage 2
+        for i in range(n):
+            y[i] = x[i] + A21 * k1[i]
+        rhs(t + C2 * hs, y, K, r, nl, dy)
+        for i in range(n):
+            k2[i] = dy[i] + ih * (G21 * k1[i]) + hs * D2 * fx[i]
+        _lu_solve(E, piv, k2)
+        # stage 3
+        for i in range(n):
+            y[i] = x[i] + A31 * k1[i] + A32 * k2[i]
+        rhs(t + C3 * hs, y, K, r, nl, dy)
+        for i in range(n):
+            k3[i] = dy[i] + ih * (G31 * k1[i] + G32 * k2[i]) + hs * D3 * fx[i]
+        _lu_solve(E, piv, k3)
+        # stage 4
+        for i in range(n):
+            y[i] = x[i] + A41 * k1[i] + A42 * k2[i] + A43 * k3[i]
+        rhs(t + C4 * hs, y, K, r, nl, dy)
+        for i in range(n):
+            k4[i] = dy[i] + ih * (G41 * k1[i] + G42 * k2[i] + G43 * k3[i]) + hs * D4 * fx[i]
+        _lu_solve(E, piv, k4)
+        # stage 5
+        for i in range(n):
+            y[i] = x[i] + A51 * k1[i] + A52 * k2[i] + A53 * k3[i] + A54 * k4[i]
+        rhs(t_new, y, K, r, nl, dy)
+        for i in range(n):
+            k5[i] = dy[i] + ih * (G51 * k1[i] + G52 * k2[i] + G53 * k3[i] + G54 * k4[i])
+        _lu_solve(E, piv, k5)
+        # stage 6 (embedded solution u6 = u5 + k5)
+        for i in range(n):
+            y[i] += k5[i]
+        rhs(t_new, y, K, r, nl, dy)
+        for i in range(n):
+            k6[i] = dy[i] + ih * (G61 * k1[i] + G62 * k2[i] + G63 * k3[i] + G64 * k4[i]
+                                  + G65 * k5[i])
+        _lu_solve(E, piv, k6)
+
+        err = 0.0
+        for i in range(n):
+            ynew = y[i] + k6[i]
+            sc = atol + rtol * max(abs(x[i]), abs(ynew))
+            err += (k6[i] / sc) ** 2
+        err = np.sqrt(err / n)
+
+        if not np.isfinite(err):
+            h = hs * 0.2
+            rejected = True
+            continue
+
+        fc = max(FAC_MIN, min(FAC_MAX, err ** 0.25 / SAFETY))
+        if err <= 1.0:
+            if not first:  # Gustafsson's predictive controller (rodas.f, PRED = .TRUE.)
+                fgus = (h_acc / hs) * (err * err / err_acc) ** 0.25 / SAFETY
+                fgus = max(FAC_MIN, min(FAC_MAX, fgus))
+                fc = max(fc, fgus)
+            first = False
+            h_acc = hs
+            err_acc = max(1e-2, err)
+            h_new = hs / fc
+            if rejected:
+                h_new = min(h_new, hs)
+            # dense output for tobs in (t, t_new]: reuse k2, k3 as q1, q2
+            if iobs < m and tobs[iobs] <= t_new:
+                for i in range(n):
+                    q1 = H21 * k1[i] + H22 * k2[i] + H23 * k3[i] + H24 * k4[i] + H25 * k5[i]
+                    q2 = H31 * k1[i] + H32 * k2[i] + H33 * k3[i] + H34 * k4[i] + H35 * k5[i]
+                    k2[i] = q1
+                    k3[i] = q2
+                    k4[i] = y[i] + k6[i]
+                while iobs < m and tobs[iobs] <= t_new:
+                    to = tobs[iobs]
+                    if to == t_new:
+                        for i in range(n):
+                            xobs[iobs, i] = k4[i]
+                    else:
+                        th = (to - t) / hs
+                        th1 = 1.0 - th
+                        for i in range(n):
+                            xobs[iobs, i] = th1 * x[i] + th * (k4[i] + th1 * (k2[i] + th * k3[i]))
+                    iobs += 1
+            for i in range(n):
+                x[i] = y[i] + k6[i]
+            n_acc += 1
+            t = t_new
+            fresh = False
+            if last:
+                h_next = max(h_new, h)
+                while iobs < m:
+                    for i in range(n):
+                        xobs[iobs, i] = x[i]
+                    iobs += 1
+                return STATUS_OK, h_next, n_acc
+            h = h_new
+            rejected = False
+        else:
+            if first and n_acc == 0 and not rejected:
+                h = hs * 0.1  # rodas.f: first step rejected → h/10
+            else:
+                h = hs / fc
+            rejected = True

@@ -1,0 +1,169 @@
+"""The ``csfpk`` command line.
+
+Errors print one line and exit with status 2 (``--debug`` shows the traceback).
+"""
+
+import argparse
+import sys
+
+from .errors import CsfpkError
+
+EPILOG_MAIN = """examples:
+  csfpk drugs
+  csfpk simulate erlotinib --amt 150 --ii 24h --n 28 --out runs/erlotinib
+  csfpk simulate osimertinib --amt 160 --ii 1d --n 28 --csv osi.csv --plot osi.png
+  csfpk validate
+"""
+EPILOG_SIMULATE = """examples:
+  csfpk simulate erlotinib --amt 150 --ii 24h --n 28 --out runs/erlotinib
+  csfpk simulate erlotinib --amt 1500 --ii 7d --n 4 --t-end 4w --csv pulse.csv --plot pulse.svg
+  csfpk simulate lorlatinib --label-dose --n 14 --plot lorlatinib.png --linear
+"""
+
+
+def _parser():
+    p = argparse.ArgumentParser(prog="csfpk", description="Plasma–CSF pharmacokinetics simulator.",
+                                epilog=EPILOG_MAIN, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    d = sub.add_parser("drugs", help="list drug files with their CSF penetration ratio and source",
+                       epilog="example:\n  csfpk drugs", formatter_class=argparse.RawDescriptionHelpFormatter)
+    d.set_defaults(func=_cmd_drugs)
+
+    s = sub.add_parser("simulate", help="simulate one regimen for a typical subject", epilog=EPILOG_SIMULATE,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    s.add_argument("drug", help="drug name (see 'csfpk drugs') or path to a drug TOML file")
+    s.add_argument("--amt", help="dose: mg, or '12 mg', '40 mg/m2' (needs --bsa), '10 mg/kg' (needs --weight)")
+    s.add_argument("--ii", help="dosing interval: hours or '24h', '3.5d', '1w'")
+    s.add_argument("--n", type=int, default=1, help="number of doses (default 1)")
+    s.add_argument("--route", default="oral", help="oral, iv, it_lumbar or it_ventricular (default oral)")
+    s.add_argument("--label-dose", action="store_true", help="use the drug file's labelled amt, ii and route")
+    s.add_argument("--t-end", help="end of simulation (default: last dose + 7d)")
+    s.add_argument("--dt", default="1h", help="output step (default 1h)")
+    s.add_argument("--layout", default="single", choices=("single", "regional"), help="CSF layout")
+    s.add_argument("--method", default="auto", choices=("auto", "exact", "adaptive", "stiff"))
+    s.add_argument("--bsa", type=float, help="body-surface area, m2 (for mg/m2 doses)")
+    s.add_argument("--weight", type=float, help="body weight, kg (for mg/kg doses)")
+    s.add_argument("--csv", help="write the tidy concentration table to this CSV file")
+    s.add_argument("--plot", help="save the concentration curves (.png, .svg or .pdf)")
+    s.add_argument("--out", help="folder for concentrations.csv and curves.png")
+    s.add_argument("--linear", action="store_true", help="linear concentration axis in the plot")
+    s.set_defaults(func=_cmd_simulate)
+
+    v = sub.add_parser("validate", help="load and check every parameter file",
+                       epilog="example:\n  csfpk validate", formatter_class=argparse.RawDescriptionHelpFormatter)
+    v.set_defaults(func=_cmd_validate)
+    return p
+
+
+def _cmd_drugs(args):
+    from .drug import list_drugs, load_drug
+
+    rows = []
+    for name in list_drugs():
+        d = load_drug(name)
+        if d.csf is None:
+            ratio, src = "-", "no CSF data"
+        elif d.csf.mechanistic:
+            ratio, src = f"CL_in {d.csf.CL_in:g} / CL_out {d.csf.CL_out:g} L/h", d.quantities["csf.CL_in"].source
+        else:
+            q = d.quantities["csf.penetration_ratio"]
+            rng = f" [{q.range[0]:g}–{q.range[1]:g}]" if q.range else ""
+            ratio, src = f"{q.value:g}{rng} ({d.csf.basis})", q.source
+        rows.append((name, f"{d.molecular_weight:g}", ratio, src))
+    w = [max(len(r[i]) for r in rows + [("drug", "MW g/mol", "CSF/plasma ratio", "")]) for i in range(3)]
+    print(f"{'drug':<{w[0]}}  {'MW g/mol':<{w[1]}}  {'CSF/plasma ratio':<{w[2]}}  source")
+    for r in rows:
+        print(f"{r[0]:<{w[0]}}  {r[1]:<{w[1]}}  {r[2]:<{w[2]}}  {r[3]}")
+    return 0
+
+
+def _cmd_simulate(args):
+    import os
+
+    from .drug import load_drug
+    from .regimen import Regimen
+    from .simulate import simulate
+
+    drug = load_drug(args.drug)
+    if args.label_dose:
+        if drug.label_dose is None:
+            raise CsfpkError(f"{drug.name} has no [label_dose]; give --amt and --ii")
+        amt, ii, route = drug.label_dose.amt, drug.label_dose.ii, drug.label_dose.route
+    else:
+        if args.amt is None or (args.n > 1 and args.ii is None):
+            raise CsfpkError("give --amt (and --ii when --n > 1), or --label-dose")
+        amt, ii, route = args.amt, args.ii or 0, args.route
+    regimen = Regimen.every(amt=_number_or_text(amt), ii=_number_or_text(ii), n=args.n, route=route,
+                            bsa_m2=args.bsa, weight_kg=args.weight)
+    res = simulate(drug, regimen, t_end=_number_or_text(args.t_end), dt=_number_or_text(args.dt),
+                   method=args.method, csf_layout=args.layout)
+    csv_path, plot_path = args.csv, args.plot
+    if args.out:
+        os.makedirs(args.out, exist_ok=True)
+        csv_path = csv_path or os.path.join(args.out, "concentrations.csv")
+        plot_path = plot_path or os.path.join(args.out, "curves.png")
+    frame = res.to_frame()
+    if csv_path:
+        from .io import atomic_path
+
+        with atomic_path(csv_path) as tmp:
+            frame.to_csv(tmp, index=False)
+        print(f"wrote {csv_path} ({len(frame)} rows)")
+    if plot_path:
+        from . import plot
+
+        targets = {f"target {drug.potency_target_nM:g} nM": drug.potency_target_nM} if drug.potency_target_nM else None
+        plot.save(plot.curves(res, log=not args.linear, targets=targets), plot_path)
+        print(f"wrote {plot_path}")
+    last = frame[frame.time_h >= frame.time_h.max() - (regimen.records[0].ii or 24)]
+    summary = last.groupby("compartment").conc_nM.agg(["min", "mean", "max"]).round(3)
+    print(f"{drug.name}: {len(res.doses)} doses, method {res.method}; last interval (nM):")
+    print(summary.to_string())
+    return 0
+
+
+def _cmd_validate(args):
+    from .drug import list_drugs, load_drug
+    from .paths import params_dir
+    from .physiology import load_physiology
+
+    n = 0
+    for name in list_drugs():
+        load_drug(name)
+        n += 1
+    phys = sorted(p.stem for p in (params_dir() / "physiology").glob("*.toml"))
+    for name in phys:
+        load_physiology(name)
+    print(f"ok: {n} drug files and {len(phys)} physiology files are valid")
+    return 0
+
+
+def _number_or_text(v):
+    if v is None or not isinstance(v, str):
+        return v
+    try:
+        return float(v)
+    except ValueError:
+        return v
+
+
+def main(argv=None):
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    try:
+        return args.func(args)
+    except (CsfpkError, KeyError, FileNotFoundError) as exc:
+        if args.debug:
+            raise
+        msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        print(f"csfpk {args.command}: error: {msg}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,103 @@
+"""Adult CSF physiology: volumes, bulk flow, regional routing and mixing; default body size.
+
+Loaded strictly from ``params/physiology/<name>.toml`` (schema ``csfpk.physiology/1``).
+"""
+
+import tomllib
+from dataclasses import dataclass, field, replace
+from types import MappingProxyType
+
+from .errors import ParameterError
+from .paths import resolve
+from .quantity import FRACTION, POSITIVE, Spec, check_value, read_entry, require_keys
+
+CSF_SPECS = {"volume": Spec("L", **POSITIVE), "bulk_flow": Spec("L/h", **POSITIVE)}
+REGIONAL_SPECS = {
+    "volume_ventricles": Spec("L", **POSITIVE),
+    "volume_cisterna": Spec("L", **POSITIVE),
+    "volume_cranial": Spec("L", **POSITIVE),
+    "volume_lumbar": Spec("L", **POSITIVE),
+    "spinal_fraction": Spec("1", low=0.0, high=1.0, high_open=True),
+    "mixing_cranial_lumbar": Spec("L/h", low=0.0),
+    "mixing_ventricles_cisterna": Spec("L/h", low=0.0),
+}
+BODY_SPECS = {"weight": Spec("kg", **POSITIVE), "bsa": Spec("m2", **POSITIVE), "crcl": Spec("mL/min", **POSITIVE)}
+
+
+@dataclass(frozen=True)
+class Physiology:
+    """CSF physiology (volumes in L, flows in L/h) and default body size.
+
+    ``csf_volume`` and ``bulk_flow`` define the ``single`` layout; the ``regional`` layout uses the
+    four regional volumes, the share of bulk flow routed through the spinal subarachnoid space
+    (``spinal_fraction``) and two-way mixing clearances (L/h).
+    """
+
+    csf_volume: float = 0.14
+    bulk_flow: float = 0.021
+    volume_ventricles: float | None = None
+    volume_cisterna: float | None = None
+    volume_cranial: float | None = None
+    volume_lumbar: float | None = None
+    spinal_fraction: float = 0.0
+    mixing_cranial_lumbar: float = 0.0
+    mixing_ventricles_cisterna: float = 0.0
+    weight_kg: float = 70.0
+    bsa_m2: float = 1.8
+    crcl_mL_min: float = 100.0
+    name: str = "custom"
+    quantities: MappingProxyType = field(default_factory=lambda: MappingProxyType({}))
+
+    def __post_init__(self):
+        check_value("physiology", "csf_volume", self.csf_volume, CSF_SPECS["volume"])
+        check_value("physiology", "bulk_flow", self.bulk_flow, CSF_SPECS["bulk_flow"])
+        for k in ("spinal_fraction", "mixing_cranial_lumbar", "mixing_ventricles_cisterna"):
+            check_value("physiology", k, getattr(self, k), REGIONAL_SPECS[k])
+
+    @property
+    def has_regional(self):
+        return None not in (self.volume_ventricles, self.volume_cisterna, self.volume_cranial, self.volume_lumbar)
+
+    def replace(self, **changes):
+        return replace(self, **changes)
+
+
+def load_physiology(name_or_path="adult"):
+    """Load and validate a physiology file by name (``"adult"``) or path."""
+    path = resolve("physiology", name_or_path)
+    where = str(path)
+    try:
+        with open(path, "rb") as fh:
+            doc = tomllib.load(fh)
+    except tomllib.TOMLDecodeError as exc:
+        raise ParameterError(f"{where}: not valid TOML ({exc})") from None
+    require_keys(where, doc, ("schema", "name", "csf"), ("body",))
+    if doc["schema"] != "csfpk.physiology/1":
+        raise ParameterError(f"{where}: schema = {doc['schema']!r}; expected 'csfpk.physiology/1'")
+    quantities = {}
+    csf = doc["csf"]
+    require_keys(f"{where} [csf]", csf, ("volume", "bulk_flow"), ("regional",))
+    values = {}
+    for key in ("volume", "bulk_flow"):
+        q = read_entry(f"{where} [csf]", key, csf[key], CSF_SPECS[key])
+        quantities[f"csf.{key}"] = q
+        values["csf_volume" if key == "volume" else key] = q.value
+    if "regional" in csf:
+        reg = csf["regional"]
+        required = ("volume_ventricles", "volume_cisterna", "volume_cranial", "volume_lumbar", "spinal_fraction",
+                    "mixing_cranial_lumbar")
+        require_keys(f"{where} [csf.regional]", reg, required, ("mixing_ventricles_cisterna",))
+        for key, entry in reg.items():
+            q = read_entry(f"{where} [csf.regional]", key, entry, REGIONAL_SPECS[key])
+            quantities[f"csf.regional.{key}"] = q
+            values[key] = q.value
+    body = doc.get("body", {})
+    require_keys(f"{where} [body]", body, (), tuple(BODY_SPECS))
+    for key, entry in body.items():
+        q = read_entry(f"{where} [body]", key, entry, BODY_SPECS[key])
+        quantities[f"body.{key}"] = q
+        values[{"weight": "weight_kg", "bsa": "bsa_m2", "crcl": "crcl_mL_min"}[key]] = q.value
+    try:
+        return Physiology(name=doc["name"], quantities=MappingProxyType(quantities), **values)
+    except ParameterError as exc:
+        raise ParameterError(f"{where}: {exc}") from None

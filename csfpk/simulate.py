@@ -1,0 +1,145 @@
+"""Simulate one subject: validate, compile the schedule, run a kernel, wrap the result.
+
+``simulate`` is the public entry point (DESIGN §1); ``solve`` is the lower-level call on a
+compiled ``Model`` with arbitrary output times and NONMEM-style per-record outputs.
+"""
+
+import math
+
+import numpy as np
+
+from .drug import Drug, load_drug
+from .errors import ParameterError, ScheduleError, SolverError
+from .model import Model, build_model
+from .regimen import Record, Regimen
+from .result import SimulationResult
+from .schedule import build_timeline
+from .status import Status
+from .units import hours
+
+METHODS = ("auto", "exact", "adaptive", "stiff")
+_DEFAULT_TAIL_H = 168.0
+
+
+def as_model(drug, *, csf_layout="single", physiology=None):
+    """A ``Model`` from a ``Model``, a ``Drug`` or a drug name."""
+    if isinstance(drug, Model):
+        return drug
+    if isinstance(drug, str):
+        drug = load_drug(drug)
+    if not isinstance(drug, Drug):
+        raise ParameterError(f"drug = {drug!r} is not a drug; pass csfpk.load_drug(name), a name or a Model")
+    return build_model(drug, physiology, csf_layout)
+
+
+def as_regimen(regimen):
+    if isinstance(regimen, Regimen):
+        return regimen
+    if isinstance(regimen, Record):
+        return Regimen((regimen,))
+    if isinstance(regimen, (list, tuple)) and all(isinstance(r, Record) for r in regimen):
+        return Regimen(tuple(regimen))
+    raise ScheduleError(f"regimen = {regimen!r} is not a Regimen; build one with csfpk.Regimen.every(...)")
+
+
+def output_grid(t_end, dt):
+    """Regular output times 0, dt, 2·dt, … up to t_end (t_end itself included)."""
+    if not dt > 0:
+        raise ScheduleError(f"dt = {dt!r} is not allowed; expected an output step > 0 h")
+    if not t_end > 0:
+        raise ScheduleError(f"t_end = {t_end!r} is not allowed; expected > 0 h")
+    n = int(math.floor(t_end / dt + 1e-9))
+    if n > 50_000_000:
+        raise ScheduleError(f"t_end/dt = {t_end / dt:.3g} output rows is too many; expected at most 5e7")
+    grid = dt * np.arange(n + 1)
+    if grid[-1] < t_end - 1e-9 * max(1.0, t_end):
+        grid = np.append(grid, t_end)
+    return grid
+
+
+def choose_method(model, method):
+    if method not in METHODS:
+        raise ParameterError(f"method = {method!r} is not allowed; expected one of {METHODS}")
+    if method == "auto":
+        return "exact" if model.linear else "stiff"
+    if method == "exact" and not model.linear:
+        raise ParameterError(
+            f"method = 'exact' needs a linear time-invariant model; {model.name} has Michaelis–Menten or "
+            "time-dependent clearance: use method='stiff' or 'adaptive'"
+        )
+    return method
+
+
+def solve(model, regimen, times, *, method="auto", record_outputs=False, rtol=1e-8, atol=1e-12,
+          max_steps=1_000_000):
+    """Run one subject and return (amounts[n_out, n_states], timeline, method used).
+
+    ``times`` are the regular output times; with ``record_outputs`` one more row per record
+    follows them, as NONMEM's table rows (state after the record is processed).
+    """
+    method = choose_method(model, method)
+    tl = build_timeline(model, regimen, times, record_outputs=record_outputs)
+    out = np.zeros((tl.n_out, model.n))
+    K = np.ascontiguousarray(model.K, dtype=np.float64)
+    if method == "exact":
+        from ._kernels import exact
+
+        code = exact.run_subject(K, np.int64(model.n_dynamic), tl.kind, tl.time, tl.cmt, tl.value, tl.aux,
+                                 float(tl.grid_step), out)
+    else:
+        if tl.has_ss:
+            raise ScheduleError("steady-state records (ss = 1 or 2) need a linear model and method='exact'; "
+                                "simulate the dosing history instead")
+        from ._kernels import adaptive
+
+        _check_tol(rtol, atol)
+        code = adaptive.run_subject(np.int64(0 if method == "adaptive" else 1), K, model.nl.astype(np.float64),
+                                    tl.kind, tl.time, tl.cmt, tl.value, float(rtol), float(atol),
+                                    np.int64(max_steps), out)
+    status = Status(int(code))
+    if status != Status.OK:
+        raise SolverError(f"{model.name}: {status.name}: {status.message}")
+    return out, tl, method
+
+
+def _check_tol(rtol, atol):
+    if not (isinstance(rtol, (int, float)) and 1e-14 <= rtol <= 0.1):
+        raise ParameterError(f"rtol = {rtol!r} is not allowed; expected a number in [1e-14, 0.1]")
+    if not (isinstance(atol, (int, float)) and 0 < atol <= 1.0):
+        raise ParameterError(f"atol = {atol!r} is not allowed; expected a number in (0, 1] mg")
+
+
+def simulate(drug, regimen, t_end=None, dt=1.0, *, method="auto", csf_layout="single", physiology=None,
+             rtol=1e-8, atol=1e-12):
+    """Simulate one typical subject.
+
+    Parameters
+    ----------
+    drug : a ``Drug`` (``csfpk.load_drug``), a drug name, or a compiled ``Model``.
+    regimen : a ``Regimen`` (``csfpk.Regimen.every(...)``) or a list of ``Record``.
+    t_end : end of the simulation, h or a duration string (``"8w"``); default: last dose + 7 days.
+    dt : output step, h or a duration string. A sample at a dose time is the pre-dose value.
+    method : ``"auto"`` (exact for linear models, else stiff), ``"exact"`` (matrix exponential),
+        ``"adaptive"`` (Dormand–Prince 5(4)), ``"stiff"`` (Rosenbrock).
+    csf_layout : ``"single"``, ``"regional"`` or ``"none"`` (ignored when ``drug`` is a Model).
+    physiology : a ``Physiology``; default ``load_physiology("adult")``.
+    rtol, atol : tolerances of the adaptive methods (relative; absolute in mg).
+
+    Returns
+    -------
+    SimulationResult, with ``to_frame()`` giving time_h, compartment, conc_mg_L, conc_nM, conc_ng_mL.
+
+    Examples
+    --------
+    >>> import csfpk
+    >>> res = csfpk.simulate("erlotinib", csfpk.Regimen.every(amt=150, ii=24, n=28), t_end=672, dt=1)
+    >>> sorted(set(res.to_frame().compartment))
+    ['csf', 'plasma', 'plasma_unbound']
+    """
+    model = as_model(drug, csf_layout=csf_layout, physiology=physiology)
+    regimen = as_regimen(regimen)
+    dt = hours(dt, "dt")
+    t_end = regimen.end + _DEFAULT_TAIL_H if t_end is None else hours(t_end, "t_end")
+    grid = output_grid(t_end, dt)
+    amounts, tl, used = solve(model, regimen, grid, method=method, rtol=rtol, atol=atol)
+    return SimulationResult(times=grid, amounts=amounts, model=model, method=used, doses=tl.doses, regimen=regimen)
