@@ -84,7 +84,7 @@ def _cmd_simulate(args):
 
     from .drug import load_drug
     from .regimen import Regimen
-    from .simulate import simulate
+    from .simulation import simulate
 
     drug = load_drug(args.drug)
     if args.label_dose:

@@ -78,7 +78,7 @@ def solve(model, regimen, times, *, method="auto", record_outputs=False, rtol=1e
     follows them, as NONMEM's table rows (state after the record is processed).
     """
     method = choose_method(model, method)
-    tl = build_timeline(model, regimen, times, record_outputs=record_outputs)
+    tl = build_timeline(model, as_regimen(regimen), times, record_outputs=record_outputs)
     out = np.zeros((tl.n_out, model.n))
     K = np.ascontiguousarray(model.K, dtype=np.float64)
     if method == "exact":

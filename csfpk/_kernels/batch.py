@@ -1,0 +1,171 @@
+"""Population kernel: walk the shared timeline for many subjects, keep only exposure metrics.
+
+For each subject s (threads over subjects, ``prange``) the exact propagation of ``exact.py``
+(x(t + h) = E(h)·x(t) + Φ(h)·r, doses as jumps, steady states in closed form) runs along the
+shared timeline; at every output-grid sample the concentrations of the outputs
+
+    C_o = f[s, o] · x[state_o]          (f = scale/volume, converted to nM: ·1e6/MW)
+
+update running metrics, so no concentration–time array is stored (memory per subject is a few
+vectors). The metric formulas are those of ``csfpk.metrics`` (the pure-numpy reference, tested
+against this kernel): on the grid samples with window_start ≤ g ≤ window_end,
+
+    Cmax = max C_g,  Tmax = first t_g at Cmax,  AUC = Σ ½(t_g+1 − t_g)(C_g + C_g+1),
+    time above T: per interval the length where the linear interpolant is ≥ T,
+    trough = C at grid index ``trough_index`` (the pre-dose sample of the last dose in the window).
+
+Dose actions are multiplied by ``dose_scale[s]`` (per-m² or per-kg doses, exact for linear models).
+Optionally every ``curve_stride``-th grid sample is written to ``curves[s]``.
+"""
+
+import numpy as np
+from numba import njit, prange
+
+from .exact import _matvec_add
+from .expm import propagators
+
+OBS, BOLUS, RATE, RESET, SS_TRAIN, INF_PART, SS_CONST = range(7)
+OK, NONFINITE, SINGULAR = 0, 2, 5
+CMAX, TMAX, TROUGH, CAVG, AUC, TIME_ABOVE, PCT_ABOVE = range(7)
+N_METRICS = 7
+
+
+@njit(cache=True, nogil=True)
+def _subject(K, n_dyn, kind, time, cmt, value, aux, grid_step, dose_scale, out_state, f, w0, w1, trough_index,
+             target, curve_stride, curves, m):
+    n = K.shape[0]
+    n_out = out_state.shape[0]
+    x = np.zeros(n)
+    y = np.zeros(n)
+    r = np.zeros(n)
+    use_r = False
+    if grid_step > 0.0:
+        Eg, Pg = propagators(K, grid_step)
+    else:
+        Eg, Pg = np.eye(n), np.zeros((n, n))
+    hc = -1.0
+    Ec, Pc = np.eye(n), np.zeros((n, n))
+    t = 0.0
+    tol = 1e-12 * max(1.0, grid_step)
+    prev = np.zeros(n_out)
+    prev_t = 0.0
+    for o in range(n_out):
+        m[o, CMAX] = -np.inf
+        m[o, TMAX] = np.nan
+        m[o, TROUGH] = np.nan
+        m[o, AUC] = 0.0
+        m[o, TIME_ABOVE] = 0.0
+    t_first = np.nan
+    for a in range(kind.shape[0]):
+        h = time[a] - t
+        if h > 0.0:
+            if grid_step > 0.0 and abs(h - grid_step) <= tol:
+                _matvec_add(Eg, x, Pg, r, use_r, y)
+            else:
+                if h != hc:
+                    Ec, Pc = propagators(K, h)
+                    hc = h
+                _matvec_add(Ec, x, Pc, r, use_r, y)
+            x, y = y, x
+            t = time[a]
+        k = kind[a]
+        c = cmt[a]
+        v = value[a]
+        if k == OBS:
+            g = int(v)
+            if curve_stride > 0 and g % curve_stride == 0:
+                row = g // curve_stride
+                if row < curves.shape[0]:
+                    for o in range(n_out):
+                        curves[row, o] = f[o] * x[out_state[o]]
+            if g < w0 or g > w1:
+                continue
+            for o in range(n_out):
+                cc = f[o] * x[out_state[o]]
+                if cc > m[o, CMAX]:
+                    m[o, CMAX] = cc
+                    m[o, TMAX] = t
+                if g == trough_index:
+                    m[o, TROUGH] = cc
+                if g > w0:
+                    dt = t - prev_t
+                    c0 = prev[o]
+                    m[o, AUC] += 0.5 * dt * (c0 + cc)
+                    T = target[o]
+                    if c0 >= T and cc >= T:
+                        m[o, TIME_ABOVE] += dt
+                    elif c0 >= T:
+                        m[o, TIME_ABOVE] += dt * (c0 - T) / (c0 - cc)
+                    elif cc >= T:
+                        m[o, TIME_ABOVE] += dt * (cc - T) / (cc - c0)
+                prev[o] = cc
+            if g == w0:
+                t_first = t
+            prev_t = t
+            continue
+        if k != RESET:
+            v = v * dose_scale
+        if k == BOLUS:
+            x[c] += v
+        elif k == RATE:
+            new = r[c] + v
+            r[c] = 0.0 if abs(new) <= 1e-12 * abs(v) else new
+            use_r = False
+            for i in range(n):
+                if r[i] != 0.0:
+                    use_r = True
+        elif k == RESET:
+            x[:] = 0.0
+            r[:] = 0.0
+            use_r = False
+        elif k == SS_TRAIN:
+            u0, ii, dur = aux[a, 0], aux[a, 1], aux[a, 2]
+            vec = np.zeros(n_dyn)
+            if dur > 0.0:
+                _, Pd = propagators(K, dur)
+                for i in range(n_dyn):
+                    vec[i] = Pd[i, c] * v
+            else:
+                vec[c] = v
+            Ei, _ = propagators(K, ii)
+            A = np.eye(n_dyn) - np.ascontiguousarray(Ei[:n_dyn, :n_dyn])
+            if abs(np.linalg.det(A)) < 1e-300:
+                return SINGULAR
+            z = np.linalg.solve(A, vec)
+            Eu, _ = propagators(K, u0)
+            z2 = np.ascontiguousarray(Eu[:n_dyn, :n_dyn]) @ z
+            for i in range(n_dyn):
+                x[i] += z2[i]
+        elif k == INF_PART:
+            _, Pu = propagators(K, aux[a, 0])
+            for i in range(n):
+                x[i] += Pu[i, c] * v
+        elif k == SS_CONST:
+            A = -np.ascontiguousarray(K[:n_dyn, :n_dyn])
+            if abs(np.linalg.det(A)) < 1e-300:
+                return SINGULAR
+            rhs = np.zeros(n_dyn)
+            rhs[c] = v
+            z = np.linalg.solve(A, rhs)
+            for i in range(n_dyn):
+                x[i] += z[i]
+    span = prev_t - t_first
+    for o in range(n_out):
+        m[o, CAVG] = m[o, AUC] / span if span > 0.0 else np.nan
+        m[o, PCT_ABOVE] = 100.0 * m[o, TIME_ABOVE] / span if span > 0.0 else np.nan
+    for i in range(n):
+        if not np.isfinite(x[i]):
+            return NONFINITE
+    return OK
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def run_metrics(Ks, n_dyn, kind, time, cmt, value, aux, grid_step, dose_scale, out_state, f, w0, w1, trough_index,
+                target, curve_stride, curves, metrics, status):
+    """Metrics of every subject: Ks[s], dose_scale[s], f[s] → metrics[s] (n_out × N_METRICS), status[s].
+
+    ``curves`` has shape (S, rows, n_out) (rows may be 0 when ``curve_stride`` is 0).
+    """
+    for s in prange(Ks.shape[0]):
+        status[s] = _subject(Ks[s], n_dyn, kind, time, cmt, value, aux, grid_step, dose_scale[s], out_state, f[s],
+                             w0, w1, trough_index, target, curve_stride, curves[s], metrics[s])

@@ -1,0 +1,352 @@
+r"""Virtual populations: inter-individual variability, covariates and parameter uncertainty (DESIGN §6).
+
+Inter-individual variability (IIV) is log-normal, from the coefficient of variation (fraction)
+of the drug file's ``[iiv]`` table (Holford & Sheiner, the NONMEM exponential error model)::
+
+    ω² = ln(1 + CV²),    θ_i = θ · exp(η_i),    η_i ~ N(0, ω²)
+
+With ``correlations`` the η of two parameters have correlation ρ (applied through the Cholesky
+factor of the correlation matrix of all drawn quantities, in sorted name order).
+
+Covariates (optional, ``covariates={"weight": (median, CV), ...}``) are log-normal too:
+``weight`` (kg), ``bsa`` (m²) and ``crcl`` (creatinine clearance, mL/min). Without them every
+subject has the physiology file's reference body size. They act in two ways:
+
+* doses written per m² or per kg scale with the subject's BSA or weight (the sweep runner passes
+  the ratio to the reference as a per-subject dose factor; exact for linear models);
+* a drug's covariate model (``COVARIATE_MODELS``) changes its typical parameters. Methotrexate
+  (Joerger 2006 Br J Clin Pharmacol 62:71, Table 2, sign as corrected in the nlmixr2lib errata):
+  ``CL = CL_typ + 0.0423·(CrCl − 87)`` L/h, then multiplied by exp(η_CL).
+
+Parameter uncertainty: with ``penetration="range"`` each subject's CSF/plasma penetration ratio is
+drawn log-uniformly within the drug file's range (the review's Table 1 span),
+``R_i = exp(U(ln R_lo, ln R_hi))``; for a drug in the mechanistic mode, CL_in is drawn the same way
+from its range.
+
+Reproducibility: every random number is a function of (seed, subject index, name of the quantity)
+only — a counter-based generator (SplitMix64 finaliser, Steele, Lea & Flood 2014, OOPSLA) hashes
+the triple to a uniform in (0, 1), and ``scipy.special.ndtri`` turns it into a standard normal. A
+subject therefore gets the same parameters whatever the chunk size, thread count or Dask worker,
+and adding a covariate does not change the other draws.
+
+Examples
+--------
+>>> import csfpk
+>>> pop = csfpk.Population(n=1000, seed=1)
+>>> p = pop.sample(csfpk.load_drug("osimertinib"), 0, 3)
+>>> sorted(k for k in p if k in ("CL", "V1", "ka"))
+['CL', 'V1', 'ka']
+"""
+
+import math
+import zlib
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+import numpy as np
+
+from .errors import ParameterError
+
+PENETRATION = ("nominal", "range")
+COVARIATES = {"weight": "weight_kg", "bsa": "bsa_m2", "crcl": "crcl_mL_min"}
+# drug name -> parameter -> (covariate, slope per covariate unit, reference value); additive on the typical value
+COVARIATE_MODELS = {
+    "methotrexate": {"CL": ("crcl", 0.0423, 87.0)},
+}
+_VARIABLE = ("CL", "V1", "ka", "Q", "V2", "Q3", "V3", "mtt", "fu")  # IIV supported in populations
+_MAX_N = 10**10
+
+_M1 = np.uint64(0xBF58476D1CE4E5B9)
+_M2 = np.uint64(0x94D049BB133111EB)
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+
+
+def _mix(z):
+    """SplitMix64 finaliser on a uint64 array (wrapping arithmetic)."""
+    z = z ^ (z >> np.uint64(30))
+    z = z * _M1
+    z = z ^ (z >> np.uint64(27))
+    z = z * _M2
+    return z ^ (z >> np.uint64(31))
+
+
+def uniforms(seed, subjects, name):
+    """Uniform numbers in (0, 1), one per subject index, from (seed, subject index, ``name``) only."""
+    key = _mix(np.array([seed & 0xFFFFFFFFFFFFFFFF], dtype=np.uint64))[0]
+    slot = np.uint64(zlib.crc32(name.encode()))
+    with np.errstate(over="ignore"):
+        z = _mix(np.asarray(subjects, dtype=np.uint64) * _GOLDEN + key)
+        z = _mix(z ^ (slot * _GOLDEN + _M2))
+    return ((z >> np.uint64(11)).astype(np.float64) + 0.5) * (1.0 / 9007199254740992.0)
+
+
+def normals(seed, subjects, name):
+    """Standard normal numbers, one per subject index (inverse CDF of ``uniforms``)."""
+    from scipy.special import ndtri
+
+    return ndtri(uniforms(seed, subjects, name))
+
+
+def _pair(key):
+    parts = key.split(":") if isinstance(key, str) else list(key)
+    if len(parts) != 2 or not all(isinstance(p, str) and p for p in parts):
+        raise ParameterError(f"correlations key {key!r} is not allowed; expected 'A:B' naming two parameters")
+    return tuple(parts)
+
+
+@dataclass(frozen=True)
+class Population:
+    """A virtual population: size, seed, variability, covariates and uncertainty.
+
+    Parameters
+    ----------
+    n : number of subjects, integer >= 1.
+    seed : integer >= 0; subject i's draws depend only on (seed, i).
+    iiv : ``{parameter: CV fraction}`` added to (or replacing entries of) the drug file's ``[iiv]``;
+        ``None`` uses the drug file's alone. A CV of 0 switches a parameter's IIV off.
+    covariates : ``{"weight" | "bsa" | "crcl": (median, CV fraction)}`` drawn log-normally.
+    correlations : ``{"CL:V1": ρ, "weight:bsa": ρ, ...}`` between drawn quantities, |ρ| < 1.
+    penetration : ``"nominal"`` (the file's value) or ``"range"`` (log-uniform in the file's range).
+    name : label used in tables.
+
+    Examples
+    --------
+    >>> Population(n=2000, seed=1, covariates={"weight": (70, 0.2)}).n
+    2000
+    """
+
+    n: int
+    seed: int = 1
+    iiv: MappingProxyType | None = None
+    covariates: MappingProxyType = field(default_factory=lambda: MappingProxyType({}))
+    correlations: MappingProxyType = field(default_factory=lambda: MappingProxyType({}))
+    penetration: str = "nominal"
+    name: str = "population"
+
+    def __post_init__(self):
+        if isinstance(self.n, bool) or not isinstance(self.n, (int, np.integer)) or not 1 <= self.n <= _MAX_N:
+            raise ParameterError(f"population n = {self.n!r} is not allowed; expected an integer in [1, {_MAX_N:g}]")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, (int, np.integer)) or not 0 <= self.seed < 2**63:
+            raise ParameterError(f"population seed = {self.seed!r} is not allowed; expected an integer in [0, 2**63)")
+        object.__setattr__(self, "n", int(self.n))
+        object.__setattr__(self, "seed", int(self.seed))
+        if self.penetration not in PENETRATION:
+            raise ParameterError(f"population penetration = {self.penetration!r} is not allowed; expected one of {PENETRATION}")
+        if self.iiv is not None:
+            iiv = {}
+            for k, cv in dict(self.iiv).items():
+                if k not in _VARIABLE:
+                    raise ParameterError(f"population iiv.{k} is not allowed; IIV is supported on {list(_VARIABLE)}")
+                iiv[k] = _fraction(f"population iiv.{k}", cv, 3.0)
+            object.__setattr__(self, "iiv", MappingProxyType(iiv))
+        cov = {}
+        for k, v in dict(self.covariates).items():
+            if k not in COVARIATES:
+                raise ParameterError(f"population covariates.{k} is not allowed; expected one of {sorted(COVARIATES)}")
+            if not (isinstance(v, (tuple, list)) and len(v) == 2):
+                raise ParameterError(f"population covariates.{k} = {v!r} is not allowed; expected (median, CV fraction)")
+            med = float(v[0])
+            if not (math.isfinite(med) and med > 0):
+                raise ParameterError(f"population covariates.{k} median = {v[0]!r} is not allowed; expected > 0")
+            cov[k] = (med, _fraction(f"population covariates.{k} CV", v[1], 3.0))
+        object.__setattr__(self, "covariates", MappingProxyType(cov))
+        cor = {}
+        for key, rho in dict(self.correlations).items():
+            a, b = _pair(key)
+            rho = float(rho)
+            if not (math.isfinite(rho) and -1 < rho < 1) or a == b:
+                raise ParameterError(f"population correlations[{key!r}] = {rho!r} is not allowed; expected two "
+                                     "different names and -1 < ρ < 1")
+            cor[f"{a}:{b}"] = rho
+        object.__setattr__(self, "correlations", MappingProxyType(cor))
+
+    def replace(self, **changes):
+        """Return a copy with ``changes`` applied (re-validated)."""
+        from dataclasses import replace
+
+        return replace(self, **changes)
+
+    def to_dict(self):
+        """Plain-data form (for manifests)."""
+        return {"n": self.n, "seed": self.seed, "iiv": None if self.iiv is None else dict(self.iiv),
+                "covariates": {k: list(v) for k, v in self.covariates.items()},
+                "correlations": dict(self.correlations), "penetration": self.penetration, "name": self.name}
+
+    def cv(self, drug):
+        """The CV fraction per parameter used for ``drug`` (drug file merged with ``iiv``), zeros dropped."""
+        cv = dict(drug.iiv)
+        cv.update(self.iiv or {})
+        for k in cv:
+            if k not in _VARIABLE:
+                raise ParameterError(f"{drug.name}: iiv.{k} is not supported in populations; supported: {list(_VARIABLE)}")
+        return {k: v for k, v in cv.items() if v > 0}
+
+    def sample(self, drug, start=0, stop=None, physiology=None):
+        """Parameters of subjects ``start … stop−1``: ``{name: float64 array}``.
+
+        Keys: every plasma parameter of the model (``CL``, ``V1``, ``ka``, …, ``fu``), the CSF
+        parameter that may vary (``penetration_ratio`` or ``CL_in``) and ``weight_kg``, ``bsa_m2``,
+        ``crcl_mL_min``; ``subject`` holds the indices.
+        """
+        stop = self.n if stop is None else stop
+        if not 0 <= start <= stop <= self.n:
+            raise ParameterError(f"subjects {start}..{stop} are outside the population of n = {self.n}")
+        if physiology is None:
+            from .physiology import load_physiology
+
+            physiology = load_physiology("adult")
+        idx = np.arange(start, stop, dtype=np.int64)
+        cv = self.cv(drug)
+        scale = {k: math.sqrt(math.log1p(c * c)) for k, c in cv.items()}  # ω
+        scale.update({k: math.sqrt(math.log1p(c * c)) for k, (_, c) in self.covariates.items()})
+        names = sorted(scale)
+        for key in self.correlations:
+            for nm in key.split(":"):
+                if nm not in scale:
+                    raise ParameterError(f"population correlations[{key!r}]: {nm!r} is not drawn for {drug.name}; "
+                                         f"drawn: {names}")
+        z = {nm: normals(self.seed, idx, nm) for nm in names}
+        if self.correlations:
+            R = np.eye(len(names))
+            for key, rho in self.correlations.items():
+                a, b = (names.index(x) for x in key.split(":"))
+                R[a, b] = R[b, a] = rho
+            try:
+                L = np.linalg.cholesky(R)
+            except np.linalg.LinAlgError:
+                raise ParameterError(f"population correlations {dict(self.correlations)} do not form a positive "
+                                     "definite correlation matrix") from None
+            Z = np.stack([z[nm] for nm in names])
+            Z = L @ Z
+            z = {nm: Z[i] for i, nm in enumerate(names)}
+        out = {"subject": idx}
+        for k, attr in COVARIATES.items():
+            if k in self.covariates:
+                out[attr] = self.covariates[k][0] * np.exp(scale[k] * z[k])
+            else:
+                out[attr] = np.full(idx.size, float(getattr(physiology, attr)))
+        p = drug.plasma
+        cov_model = COVARIATE_MODELS.get(drug.name, {})
+        for k in ("CL", "V1", "ka", "Q", "V2", "Q3", "V3", "mtt", "fu"):
+            typ = getattr(p, k)
+            if typ is None:
+                if k in cv:
+                    raise ParameterError(f"{drug.name}: iiv.{k} given but the drug has no {k}")
+                continue
+            val = np.full(idx.size, float(typ))
+            if k in cov_model and COVARIATES[cov_model[k][0]] and cov_model[k][0] in self.covariates:
+                c, slope, ref = cov_model[k]
+                val = val + slope * (out[COVARIATES[c]] - ref)
+                if np.any(val <= 0):
+                    raise ParameterError(f"{drug.name}: covariate model gives {k} <= 0 for some subjects; "
+                                         f"narrow covariates.{c}")
+            if k in cv:
+                val = val * np.exp(scale[k] * z[k])
+            if k == "fu":
+                val = np.minimum(val, 1.0)  # an unbound fraction cannot exceed 1
+            out[k] = val
+        if drug.csf is not None:
+            key = "CL_in" if drug.csf.mechanistic else "penetration_ratio"
+            nominal = getattr(drug.csf, key)
+            rng = drug.quantities.get(f"csf.{key}").range if f"csf.{key}" in drug.quantities else None
+            if self.penetration == "range" and rng is not None and rng[1] > rng[0] and rng[0] > 0:
+                u = uniforms(self.seed, idx, key)
+                lo, hi = math.log(rng[0]), math.log(rng[1])
+                out[key] = np.exp(lo + (hi - lo) * u)
+            else:
+                out[key] = np.full(idx.size, float(nominal))
+        return out
+
+    def frame(self, drug, start=0, stop=None, physiology=None):
+        """``sample`` as a pandas DataFrame indexed by subject."""
+        import pandas as pd
+
+        d = self.sample(drug, start, stop, physiology)
+        return pd.DataFrame(d).set_index("subject")
+
+
+def _fraction(where, v, high):
+    if isinstance(v, bool):
+        raise ParameterError(f"{where} = {v!r} is not allowed; expected a fraction in [0, {high:g}]")
+    try:
+        x = float(v)
+    except (TypeError, ValueError):
+        raise ParameterError(f"{where} = {v!r} is not a number; expected a fraction in [0, {high:g}]") from None
+    if not (math.isfinite(x) and 0 <= x <= high):
+        raise ParameterError(f"{where} = {v!r} is not allowed; expected a fraction in [0, {high:g}] (0.3 = 30 %CV)")
+    return x
+
+
+def subject_drug_changes(params, i):
+    """The ``Drug.replace`` keyword arguments that give subject ``i`` (row i of ``params``)."""
+    keys = ("CL", "V1", "ka", "Q", "V2", "Q3", "V3", "mtt", "fu", "penetration_ratio", "CL_in")
+    return {k: float(params[k][i]) for k in keys if k in params}
+
+
+def build_rate_matrices(drug, params, physiology, csf_layout="single"):
+    """Rate matrices of many subjects at once, identical to ``build_model`` for each subject.
+
+    Replays ``csfpk.model.build_model``'s flows in the same order with the same floating-point
+    operations, vectorised over subjects, so ``Ks[i]`` equals
+    ``build_model(drug.replace(**subject_drug_changes(params, i)), physiology).K`` bit for bit.
+
+    Returns
+    -------
+    (Ks float64[S, n, n], volume float64[S, n_outputs], scale float64[S, n_outputs], model of the
+    typical subject). Concentration of output o = scale·A[state]/volume (mg/L).
+    """
+    from .model import build_model
+
+    if csf_layout not in ("single", "none"):
+        raise ParameterError(f"csf_layout = {csf_layout!r} is not supported in populations; expected 'single' or 'none'")
+    model = build_model(drug, physiology, csf_layout)
+    ix = {s: i for i, s in enumerate(model.states)}
+    S = params["CL"].shape[0]
+    n = model.n
+    Ks = np.zeros((S, n, n))
+    p = drug.plasma
+    n_tr = p.n_transit or 0
+
+    def add(src, dst, k):
+        if np.any(~np.isfinite(k)) or np.any(k < 0):
+            raise ParameterError(f"{drug.name}: rate constant {model.states[src]}->{model.states[dst]} is negative or "
+                                 "not finite for some subjects")
+        Ks[:, dst, src] += k
+        Ks[:, src, src] -= k
+
+    get = params.__getitem__
+    chain = ["depot"] + [f"transit{i + 1}" for i in range(n_tr)] + ["central"]
+    k_abs = get("ka") if n_tr == 0 else (n_tr + 1) / get("mtt")
+    for a, b in zip(chain[:-1], chain[1:]):
+        add(ix[a], ix[b], get("ka") if (b == "central" and n_tr > 0) else k_abs)
+    c, sink = ix["central"], ix["eliminated"]
+    V1, fu = get("V1"), get("fu")
+    add(c, sink, get("CL") / V1)
+    if p.Q is not None:
+        add(c, ix["peripheral"], get("Q") / V1)
+        add(ix["peripheral"], c, get("Q") / get("V2"))
+    if p.Q3 is not None:
+        add(c, ix["peripheral2"], get("Q3") / V1)
+        add(ix["peripheral2"], c, get("Q3") / get("V3"))
+    names = list(model.outputs)
+    volume = np.zeros((S, len(names)))
+    scale = np.ones((S, len(names)))
+    volume[:, 0] = V1
+    volume[:, 1] = V1
+    scale[:, 1] = fu
+    if csf_layout == "single":
+        csf = drug.csf
+        v, qb = physiology.csf_volume, physiology.bulk_flow
+        if csf.mechanistic:
+            cl_in, cl_out = get("CL_in"), csf.CL_out
+        else:
+            cl_total = math.log(2) * v / csf.equilibration_half_life
+            cl_out = max(cl_total - qb, 0.0)
+            fu_basis = fu if csf.basis == "total" else 1.0
+            cl_in = get("penetration_ratio") * cl_total / fu_basis
+        add(c, ix["csf"], cl_in * fu / V1)
+        add(ix["csf"], c, np.full(S, (cl_out + qb) / v))
+        volume[:, names.index("csf")] = v
+        if "csf_depot" in ix:
+            add(ix["csf_depot"], ix["csf"], np.full(S, math.log(2) / csf.depot_release_half_life))
+    return Ks, volume, scale, model
