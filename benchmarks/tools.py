@@ -238,7 +238,7 @@ def _sbml(K, nl):
     for i in range(n):
         for j in range(n):
             if i != j and K[j, i] > 0:
-                params.append(f'<parameter id="k_{i}_{j}" value="{K[j, i]!r}" constant="true"/>')
+                params.append(f'<parameter id="k_{i}_{j}" value="{float(K[j, i])!r}" constant="true"/>')
                 reactions.append(
                     f'<reaction id="r_{i}_{j}" reversible="false"><listOfReactants><speciesReference species="s{i}" '
                     f'stoichiometry="1" constant="true"/></listOfReactants><listOfProducts><speciesReference '
@@ -248,7 +248,7 @@ def _sbml(K, nl):
     if nl[NL_VMAX] != 0.0:
         c, sink = int(nl[NL_CENTRAL]), int(nl[NL_SINK])
         for name, idx in (("Vmax", NL_VMAX), ("Km", NL_KM), ("V1", NL_V1)):
-            params.append(f'<parameter id="{name}" value="{nl[idx]!r}" constant="true"/>')
+            params.append(f'<parameter id="{name}" value="{float(nl[idx])!r}" constant="true"/>')
         reactions.append(
             f'<reaction id="mm" reversible="false"><listOfReactants><speciesReference species="s{c}" stoichiometry="1" '
             f'constant="true"/></listOfReactants><listOfProducts><speciesReference species="s{sink}" '

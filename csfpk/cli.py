@@ -86,6 +86,9 @@ def _cmd_simulate(args):
     from .regimen import Regimen
     from .simulation import simulate
 
+    for path in (args.plot,):
+        if path and os.path.splitext(path)[1].lower() not in (".png", ".svg", ".pdf"):
+            raise CsfpkError(f"--plot {path!r}: extension not allowed; expected .png, .svg or .pdf")
     drug = load_drug(args.drug)
     if args.label_dose:
         if drug.label_dose is None:
@@ -117,9 +120,12 @@ def _cmd_simulate(args):
         targets = {f"target {drug.potency_target_nM:g} nM": drug.potency_target_nM} if drug.potency_target_nM else None
         plot.save(plot.curves(res, log=not args.linear, targets=targets), plot_path)
         print(f"wrote {plot_path}")
-    last = frame[frame.time_h >= frame.time_h.max() - (regimen.records[0].ii or 24)]
-    summary = last.groupby("compartment").conc_nM.agg(["min", "mean", "max"]).round(3)
-    print(f"{drug.name}: {len(res.doses)} doses, method {res.method}; last interval (nM):")
+    t_last = res.doses[-1][0] if res.doses else 0.0
+    tau = regimen.records[0].ii or 24.0
+    window = frame[(frame.time_h >= t_last) & (frame.time_h <= t_last + tau)]
+    summary = window.groupby("compartment").conc_nM.agg(["min", "mean", "max"]).round(3)
+    print(f"{drug.name}: {len(res.doses)} doses, method {res.method}; "
+          f"concentrations over the last dosing interval ({t_last:g}–{t_last + tau:g} h), nM:")
     print(summary.to_string())
     return 0
 

@@ -14,6 +14,9 @@ def atomic_path(path):
     stem, ext = os.path.splitext(os.path.basename(path))
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{stem}-", suffix=ext)
     os.close(fd)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; the final file should look like any other
     try:
         yield tmp
         os.replace(tmp, path)
