@@ -28,12 +28,13 @@ half-life t½::
 
 CSF, ``regional`` layout (ventricles v, cisterna magna m, cranial SAS c, spinal/lumbar SAS l):
 CSF is produced in v at Q_bulk and flows v → m → c → venous blood, a share s passing m → l → c;
-two-way mixing Q_cl between c and l (and Q_vm between v and m)::
+two-way mixing Q_cl between c and l (and optionally Q_vm between v and m, Q_mc between m and c)::
 
     dA_v/dt = in_v − Q_bulk·C_v + Q_vm·(C_m − C_v)
     dA_m/dt = in_m + Q_bulk·C_v − Q_bulk·C_m + Q_vm·(C_v − C_m)
     dA_l/dt = in_l + s·Q_bulk·C_m − s·Q_bulk·C_l + Q_cl·(C_c − C_l)
-    dA_c/dt = in_c + (1 − s)·Q_bulk·C_m + s·Q_bulk·C_l − Q_bulk·C_c + Q_cl·(C_l − C_c)
+    dA_c/dt = in_c + (1 − s)·Q_bulk·C_m + s·Q_bulk·C_l − Q_bulk·C_c + Q_cl·(C_l − C_c) + Q_mc·(C_m − C_c)
+    (and the mirror terms Q_mc·(C_c − C_m) in dA_m/dt)
     in_r    = CL_in,r·fu·C_p − CL_out,r·C_r,   with CL_in,r, CL_out,r ∝ V_r
 
 Exchange clearances are shared among regions in proportion to volume (the same per-volume
@@ -257,7 +258,8 @@ def build_model(drug: Drug, physiology: Physiology | None = None, csf_layout="si
         routes["it_lumbar"] = routes["it_ventricular"] = ix["csf_depot"] if has_depot else ix["csf"]
     elif csf_layout == "regional":
         routes["it_lumbar"] = ix["csf_depot"] if has_depot else ix["csf_lumbar"]
-        routes["it_ventricular"] = ix["csf_ventricles"]
+        if not has_depot:  # the one depot releases into the lumbar region; an Ommaya depot is not modelled
+            routes["it_ventricular"] = ix["csf_ventricles"]
     f = np.ones(n)
     f[ix["depot"]] = p.F
     lag = np.zeros(n)
@@ -280,8 +282,9 @@ def _regional(K, ix, drug, phys, c):
     flows = [(V, M, qb), (M, C, (1 - s) * qb), (M, L, s * qb), (L, C, s * qb), (C, c, qb)]
     for a, b, q in flows:
         if q > 0:
-            _add_flow(K, a, b, q / _vol(vols, a, ix, b_is_plasma=False))
-    for a, b, q in ((C, L, phys.mixing_cranial_lumbar), (V, M, phys.mixing_ventricles_cisterna)):
+            _add_flow(K, a, b, q / _vol(vols, a, ix))
+    for a, b, q in ((C, L, phys.mixing_cranial_lumbar), (V, M, phys.mixing_ventricles_cisterna),
+                    (M, C, phys.mixing_cisterna_cranial)):
         if q > 0:
             _add_flow(K, a, b, q / _vol(vols, a, ix))
             _add_flow(K, b, a, q / _vol(vols, b, ix))
@@ -318,7 +321,7 @@ def _regional(K, ix, drug, phys, c):
     return {"volumes": vols, "CL_in": cl_in, "CL_out": cl_out}
 
 
-def _vol(vols, state, ix, b_is_plasma=False):
+def _vol(vols, state, ix):
     for r, v in vols.items():
         if ix[r] == state:
             return v

@@ -20,6 +20,7 @@ REGIONAL_SPECS = {
     "spinal_fraction": Spec("1", low=0.0, high=1.0, high_open=True),
     "mixing_cranial_lumbar": Spec("L/h", low=0.0),
     "mixing_ventricles_cisterna": Spec("L/h", low=0.0),
+    "mixing_cisterna_cranial": Spec("L/h", low=0.0),
 }
 BODY_SPECS = {"weight": Spec("kg", **POSITIVE), "bsa": Spec("m2", **POSITIVE), "crcl": Spec("mL/min", **POSITIVE)}
 
@@ -42,6 +43,7 @@ class Physiology:
     spinal_fraction: float = 0.0
     mixing_cranial_lumbar: float = 0.0
     mixing_ventricles_cisterna: float = 0.0
+    mixing_cisterna_cranial: float = 0.0
     weight_kg: float = 70.0
     bsa_m2: float = 1.8
     crcl_mL_min: float = 100.0
@@ -51,7 +53,7 @@ class Physiology:
     def __post_init__(self):
         check_value("physiology", "csf_volume", self.csf_volume, CSF_SPECS["volume"])
         check_value("physiology", "bulk_flow", self.bulk_flow, CSF_SPECS["bulk_flow"])
-        for k in ("spinal_fraction", "mixing_cranial_lumbar", "mixing_ventricles_cisterna"):
+        for k in ("spinal_fraction", "mixing_cranial_lumbar", "mixing_ventricles_cisterna", "mixing_cisterna_cranial"):
             check_value("physiology", k, getattr(self, k), REGIONAL_SPECS[k])
 
     @property
@@ -86,7 +88,7 @@ def load_physiology(name_or_path="adult"):
         reg = csf["regional"]
         required = ("volume_ventricles", "volume_cisterna", "volume_cranial", "volume_lumbar", "spinal_fraction",
                     "mixing_cranial_lumbar")
-        require_keys(f"{where} [csf.regional]", reg, required, ("mixing_ventricles_cisterna",))
+        require_keys(f"{where} [csf.regional]", reg, required, ("mixing_ventricles_cisterna", "mixing_cisterna_cranial"))
         for key, entry in reg.items():
             q = read_entry(f"{where} [csf.regional]", key, entry, REGIONAL_SPECS[key])
             quantities[f"csf.regional.{key}"] = q
