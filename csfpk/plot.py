@@ -150,10 +150,14 @@ def csf_regions(arms, *, units="nM", threshold_nM=None, time_unit="d", t_max=Non
         ax.set_title(label, fontsize=9)
         ax.grid(True, alpha=0.3)
         ax.set_ylabel(f"CSF ({unit_label})")
+    xlabel = "time (days)" if time_unit == "d" else "time (h)"
     for ax in axes[-1]:
-        ax.set_xlabel("time (days)" if time_unit == "d" else "time (h)")
-    for ax in list(axes.flat)[len(labels):]:
+        ax.set_xlabel(xlabel)
+    for k, ax in enumerate(list(axes.flat)[len(labels):], start=len(labels)):
         ax.set_visible(False)
+        above = axes.flat[k - ncol]  # the panel above an empty slot carries the time axis
+        above.xaxis.set_tick_params(labelbottom=True)
+        above.set_xlabel(xlabel)
     handles, names = axes.flat[0].get_legend_handles_labels()
     fig.legend(handles, names, loc="outside lower center", ncol=len(names), frameon=False, fontsize=8)
     return fig
