@@ -333,10 +333,19 @@ def _open_folder(out, spec, h, chunk, curves, overwrite):
             if chunk is not None and chunk != old["chunk"]:
                 raise RunFolderError(f"{out!r} is an interrupted run with chunk = {old['chunk']}; resume it with the "
                                      f"same --chunk (got {chunk}) or pass --overwrite")
+            _remove_stale_temporaries(out)
             return old["chunk"], True
     elif os.path.isdir(out) and os.listdir(out):
         raise RunFolderError(f"--out {out!r} exists, is not empty and is not a csfpk run folder; choose a new --out")
     return chunk or DEFAULT_CHUNK, False
+
+
+def _remove_stale_temporaries(out):
+    """Delete temporary files a killed run left behind (``atomic_path`` names them ``.<stem>-*``)."""
+    for root, _, files in os.walk(os.path.join(out, "scenarios")):
+        for f in files:
+            if f.startswith("."):
+                os.unlink(os.path.join(root, f))
 
 
 # ----------------------------------------------------------------------------- running
@@ -633,3 +642,80 @@ def plot_summary(result, path=None):
     if path is not None:
         plot.save(fig, path)
     return fig
+
+
+# ----------------------------------------------------------------------------- command line
+EPILOG_COMPARE = """examples:
+  csfpk compare high_dose_tki --out runs/high_dose_tki
+  csfpk compare high_dose_tki --out runs/tki_big --n 100000 --seed 7
+  csfpk compare params/sweeps/high_dose_tki.toml --out runs/tki --curves
+  csfpk compare high_dose_tki --out runs/tki --scheduler tcp://10.0.0.5:8786
+
+Rerunning the same command on an interrupted folder resumes it; a finished folder is kept
+unless --overwrite is given.
+"""
+
+
+def add_compare_parser(subparsers):
+    """Register ``csfpk compare SWEEP --out DIR`` on an argparse ``subparsers`` object."""
+    import argparse
+
+    c = subparsers.add_parser("compare", help="run a sweep of regimens over virtual populations (run folder)",
+                              epilog=EPILOG_COMPARE, formatter_class=argparse.RawDescriptionHelpFormatter)
+    c.add_argument("sweep", help="sweep name in params/sweeps/ (e.g. high_dose_tki) or path to a sweep TOML")
+    c.add_argument("--out", required=True, help="run folder (manifest.json, Parquet metrics, summary.csv, summary.png)")
+    c.add_argument("--n", type=int, help="subjects per population (replaces the sweep's n)")
+    c.add_argument("--seed", type=int, help="random seed (replaces the sweep's seed)")
+    c.add_argument("--scheduler", help="Dask scheduler address (needs pip install 'csfpk[distributed]')")
+    c.add_argument("--chunk", type=int, help=f"subjects per chunk (default {DEFAULT_CHUNK})")
+    c.add_argument("--curves", action="store_true", help="also keep downsampled curves and their percentile bands")
+    c.add_argument("--overwrite", action="store_true", help="replace a finished run in --out")
+    c.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                   help="progress line on stderr (default: when stderr is a terminal)")
+    c.set_defaults(func=cmd_compare)
+    return c
+
+
+def cmd_compare(args):
+    """Handler of ``csfpk compare``: run, print the summary table, write summary.png."""
+    from .sweep import load_sweep
+
+    sweep = load_sweep(args.sweep, n=args.n, seed=args.seed)
+    res = sweep.run(args.out, chunk=args.chunk, curves=args.curves, scheduler=args.scheduler,
+                    overwrite=args.overwrite, progress=args.progress)
+    import pandas as pd
+
+    with pd.option_context("display.width", 200, "display.max_columns", 20, "display.max_colwidth", 40):
+        print(res.table.to_string(index=False))
+    fig_path = os.path.join(args.out, "summary.png")
+    plot_summary(res, fig_path)
+    print(f"wrote {args.out}/: manifest.json, scenarios/*/metrics-*.parquet, summary.csv, summary.png"
+          + (", curves_summary.csv" if args.curves else ""))
+    return 0
+
+
+def main(argv=None):
+    """``python -m csfpk.batch compare …`` (the same as ``csfpk compare …``)."""
+    import argparse
+    import sys
+
+    p = argparse.ArgumentParser(prog="csfpk")
+    sub = p.add_subparsers(dest="command")
+    add_compare_parser(sub)
+    args = p.parse_args(argv)
+    if args.command is None:
+        p.print_help()
+        return 2
+    try:
+        return args.func(args)
+    except CsfpkError as exc:
+        print(f"csfpk {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    import sys
+
+    from csfpk.batch import main as _main  # the package's classes, not __main__'s copies (pickling)
+
+    sys.exit(_main())

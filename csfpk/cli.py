@@ -9,6 +9,7 @@ import sys
 from .errors import CsfpkError
 
 EPILOG_MAIN = """examples:
+  csfpk compare high_dose_tki --out runs/high_dose_tki
   csfpk drugs
   csfpk simulate erlotinib --amt 150 --ii 24h --n 28 --out runs/erlotinib
   csfpk simulate osimertinib --amt 160 --ii 1d --n 28 --csv osi.csv --plot osi.png
@@ -50,6 +51,10 @@ def _parser():
     s.add_argument("--out", help="folder for concentrations.csv and curves.png")
     s.add_argument("--linear", action="store_true", help="linear concentration axis in the plot")
     s.set_defaults(func=_cmd_simulate)
+
+    from .batch import add_compare_parser
+
+    add_compare_parser(sub)
 
     v = sub.add_parser("validate", help="load and check every parameter file",
                        epilog="example:\n  csfpk validate", formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -1,0 +1,111 @@
+"""Compare regimens of one drug over a virtual population (DESIGN §7, §8).
+
+``compare`` is the Python face of ``csfpk compare``: each regimen becomes a scenario of the batch
+runner (``csfpk.batch``), simulated for the same subjects (same seed, same parameters), and the
+result holds per-subject metrics and a per-regimen summary.
+"""
+
+from dataclasses import dataclass
+
+from .errors import ParameterError
+
+
+@dataclass(frozen=True, eq=False)
+class Comparison:
+    """Result of ``compare``.
+
+    Attributes
+    ----------
+    summary : one row per regimen, text cells "median [5th–95th]" of the key metrics and
+        P(CSF trough ≥ target) (``summary_numeric`` has the numbers).
+    summary_numeric : one row per regimen; every metric's median, p05, p95 and the PTA columns.
+    metrics : per-subject tidy frame (drug, regimen, population, override, subject, parameters,
+        ``<compartment>_<metric>`` columns; units in ``csfpk.metrics.UNITS``).
+    folder : the run folder, or None.
+    """
+
+    result: object
+
+    @property
+    def summary(self):
+        return self.result.table
+
+    @property
+    def summary_numeric(self):
+        return self.result.summary
+
+    @property
+    def metrics(self):
+        return self.result.metrics
+
+    @property
+    def folder(self):
+        return self.result.folder
+
+    def plot(self, path=None):
+        """CSF Cavg median [5th–95th] per regimen, with the target (``csfpk.batch.plot_summary``)."""
+        from .batch import plot_summary
+
+        return plot_summary(self.result, path)
+
+
+def compare(drug, regimens, population=None, t_end="28d", *, dt=1.0, out=None, window=None, target_nM=None,
+            overrides=None, chunk=None, curves=False, client=None, scheduler=None, overwrite=False, progress=None):
+    """Simulate each regimen over the same virtual population and summarise exposure.
+
+    Parameters
+    ----------
+    drug : a ``Drug`` or a drug name.
+    regimens : ``{label: Regimen}``.
+    population : a ``Population`` (default ``Population(n=1000, seed=1)``).
+    t_end, dt : simulated span and output step (h or duration strings).
+    out : run folder (manifest, Parquet, summary.csv); None keeps everything in memory.
+    window : (start, end) of the metric window, h or duration strings; default the whole span.
+    target_nM : target concentration; default the drug's ``[potency]`` target.
+    overrides : ``Drug.replace`` changes applied first.
+    chunk, curves, client, scheduler, overwrite, progress : see ``csfpk.batch.run``.
+
+    Returns
+    -------
+    Comparison
+
+    Examples
+    --------
+    >>> import csfpk
+    >>> daily = csfpk.Regimen.every(amt=150, ii=24, n=28)
+    >>> pulse = csfpk.Regimen.every(amt=1500, ii="7d", n=4)
+    >>> cmp = csfpk.compare("erlotinib", {"150 mg qd": daily, "1500 mg qw": pulse},
+    ...                     population=csfpk.Population(n=50, seed=1), t_end="28d")
+    >>> list(cmp.summary.regimen)
+    ['150 mg qd', '1500 mg qw']
+    """
+    from .batch import Scenario, run
+    from .drug import Drug, load_drug
+    from .population import Population
+    from .regimen import Regimen
+    from .units import hours
+
+    if isinstance(drug, str):
+        drug = load_drug(drug)
+    if not isinstance(drug, Drug):
+        raise ParameterError(f"drug = {drug!r} is not a drug; pass csfpk.load_drug(name) or a name")
+    if overrides:
+        drug = drug.replace(**overrides)
+    if not isinstance(regimens, dict) or not regimens:
+        raise ParameterError("regimens must be a non-empty {label: Regimen} mapping")
+    for label, reg in regimens.items():
+        if not isinstance(reg, Regimen):
+            raise ParameterError(f"regimens[{label!r}] = {reg!r} is not a Regimen; build one with csfpk.Regimen.every")
+    population = population or Population(n=1000, seed=1)
+    if not isinstance(population, Population):
+        raise ParameterError(f"population = {population!r} is not a csfpk.Population")
+    t_end = hours(t_end, "t_end")
+    dt = hours(dt, "dt")
+    if window is not None:
+        window = (hours(window[0], "window start"), hours(window[1], "window end"))
+    scenarios = [Scenario(drug=drug, regimen=reg, population=population, t_end=t_end, dt=dt, regimen_name=str(label),
+                          population_name=population.name, overrides=overrides or {}, target_nM=target_nM,
+                          window=window) for label, reg in regimens.items()]
+    res = run(scenarios, out, chunk=chunk, curves=curves, client=client, scheduler=scheduler, overwrite=overwrite,
+              progress=progress)
+    return Comparison(res)

@@ -1,0 +1,285 @@
+"""Sweep files: a grid of drugs × regimens × populations × overrides in TOML (DESIGN §7).
+
+``params/sweeps/<name>.toml``::
+
+    schema = "csfpk.sweep/1"
+    name = "high_dose_tki"
+    duration = "28d"                  # simulated span (h or a duration string)
+    dt = "1h"                          # output step (optional, default 1 h)
+    window = ["0d", "28d"]             # metric window (optional, default the whole span)
+
+    [regimens.erl_150_qd]              # one table per regimen; the key is its id
+    label = "150 mg qd"                # shown in tables (default: the id)
+    amt = 150                          # mg, or "40 mg/m2" / "10 mg/kg" (doses then scale with BSA / weight)
+    ii = "24h"
+    n = 28                             # optional: default fills the duration, ceil(duration / ii)
+    route = "oral"                     # optional, default oral; duration/rate for infusions
+    phases = [[12, "3.5d", "4w"], ...] # instead of amt/ii/n: consecutive (amt, ii, length) phases
+    source = "Lee 2013 (review ref 98)" # required
+
+    [populations.default]              # n, seed; optional iiv, covariates, correlations, penetration
+    n = 1000
+    seed = 1
+
+    [overrides.slow_csf]               # optional: Drug.replace changes
+    equilibration_half_life = 4.0
+
+    [[grid]]                           # each entry: the product of its lists is run
+    drugs = ["erlotinib"]
+    regimens = ["erl_150_qd", "erl_1500_qw"]
+    populations = ["default"]          # optional, default: every population
+    overrides = ["slow_csf"]           # optional, default: none
+    targets_nM = { erlotinib = 7 }     # optional, default: each drug's [potency] target
+
+Everything is checked before any work starts; errors name the file, the field and the value.
+
+Examples
+--------
+>>> import csfpk
+>>> sweep = csfpk.load_sweep("high_dose_tki", n=10)
+>>> len(sweep.scenarios) >= 10
+True
+"""
+
+import math
+import tomllib
+from dataclasses import dataclass
+
+from .errors import CsfpkError, ParameterError, ScheduleError
+
+SCHEMA = "csfpk.sweep/1"
+_TOP = {"schema", "name", "description", "duration", "dt", "window", "regimens", "populations", "overrides",
+        "grid", "csf_layout"}
+_REGIMEN = {"label", "amt", "ii", "n", "route", "start", "duration", "rate", "phases", "source", "note"}
+_POPULATION = {"n", "seed", "iiv", "covariates", "correlations", "penetration", "label"}
+_GRID = {"drugs", "regimens", "populations", "overrides", "targets_nM"}
+
+
+class SweepError(ParameterError):
+    """A sweep file is invalid (unknown drug, bad duration, empty grid, negative n …)."""
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """A validated sweep: its scenarios and the plain-data spec stored in run manifests."""
+
+    name: str
+    scenarios: tuple
+    spec: dict
+    path: str | None = None
+
+    def run(self, out=None, **kwargs):
+        """Run every scenario (``csfpk.batch.run``); keyword arguments pass through."""
+        from .batch import run
+
+        return run(self.scenarios, out, spec=self.spec, **kwargs)
+
+
+def _keys(where, table, allowed, required=()):
+    if not isinstance(table, dict):
+        raise SweepError(f"{where} must be a table, got {table!r}")
+    unknown = sorted(set(table) - set(allowed))
+    if unknown:
+        raise SweepError(f"{where}: unknown key(s) {unknown}; allowed: {sorted(allowed)}")
+    missing = [k for k in required if k not in table]
+    if missing:
+        raise SweepError(f"{where}: missing key(s) {missing}")
+
+
+def _hours(where, field, value, positive=True):
+    from .units import hours
+
+    try:
+        h = hours(value, field)
+    except CsfpkError as exc:
+        raise SweepError(f"{where}: {exc}") from None
+    if positive and not h > 0:
+        raise SweepError(f"{where}: {field} = {value!r} is not allowed; expected a duration > 0")
+    return h
+
+
+def _regimen(where, rid, t, duration):
+    from .regimen import Regimen
+
+    _keys(where, t, _REGIMEN, ("source",))
+    if not isinstance(t["source"], str) or not t["source"].strip():
+        raise SweepError(f"{where}: source = {t['source']!r}; expected text naming where the regimen comes from")
+    route = t.get("route", "oral")
+    basis = None
+    try:
+        if "phases" in t:
+            if any(k in t for k in ("amt", "ii", "n")):
+                raise SweepError(f"{where}: give phases or amt/ii/n, not both")
+            phases = t["phases"]
+            if not isinstance(phases, list) or not phases:
+                raise SweepError(f"{where}: phases = {phases!r}; expected a list of [amt, ii, length]")
+            reg = Regimen.phases(*[tuple(p) for p in phases], route=route, start=t.get("start", 0.0))
+        else:
+            _keys(where, t, _REGIMEN, ("amt", "ii"))
+            amt = t["amt"]
+            if isinstance(amt, str) and amt.strip().endswith("mg/m2"):
+                basis = "bsa"
+            elif isinstance(amt, str) and amt.strip().endswith("mg/kg"):
+                basis = "weight"
+            ii = _hours(where, "ii", t["ii"])
+            n = t.get("n", max(1, math.ceil(duration / ii - 1e-9)))
+            from .physiology import load_physiology
+
+            body = load_physiology("adult")
+            reg = Regimen.every(amt=amt, ii=ii, n=n, route=route, start=t.get("start", 0.0), rate=t.get("rate", 0.0),
+                                duration=t.get("duration"), bsa_m2=body.bsa_m2, weight_kg=body.weight_kg)
+    except ScheduleError as exc:
+        raise SweepError(f"{where}: {exc}") from None
+    return reg, t.get("label", rid), t["source"], basis
+
+
+def _population(where, pid, t, n_override, seed_override):
+    from .population import Population
+
+    _keys(where, t, _POPULATION, ("n",))
+    n = t["n"] if n_override is None else n_override
+    seed = t.get("seed", 1) if seed_override is None else seed_override
+    cov = {k: tuple(v) if isinstance(v, list) else v for k, v in t.get("covariates", {}).items()}
+    try:
+        return Population(n=n, seed=seed, iiv=t.get("iiv"), covariates=cov, correlations=t.get("correlations", {}),
+                          penetration=t.get("penetration", "nominal"), name=t.get("label", pid))
+    except ParameterError as exc:
+        raise SweepError(f"{where}: {exc}") from None
+
+
+def load_sweep(name_or_path, *, n=None, seed=None):
+    """Load and validate a sweep file (name in ``params/sweeps/`` or a path).
+
+    ``n`` and ``seed`` replace every population's size and seed (the CLI's ``--n``/``--seed``).
+    Returns a ``Sweep``; raises ``SweepError`` naming the field on any problem.
+    """
+    from .drug import load_drug
+    from .paths import resolve
+    from .physiology import load_physiology
+
+    try:
+        path = resolve("sweeps", name_or_path)
+    except ParameterError as exc:
+        raise SweepError(str(exc)) from None
+    where = str(path)
+    try:
+        with open(path, "rb") as fh:
+            doc = tomllib.load(fh)
+    except tomllib.TOMLDecodeError as exc:
+        raise SweepError(f"{where}: not valid TOML ({exc})") from None
+    return sweep_from_dict(doc, where=where, n=n, seed=seed, load_drug=load_drug, physiology=load_physiology("adult"))
+
+
+def sweep_from_dict(doc, *, where="sweep", n=None, seed=None, load_drug=None, physiology=None):
+    """Build a ``Sweep`` from the parsed TOML ``doc`` (see module docstring)."""
+    from .batch import Scenario
+
+    if load_drug is None:
+        from .drug import load_drug
+    if physiology is None:
+        from .physiology import load_physiology
+
+        physiology = load_physiology("adult")
+    if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
+        raise SweepError(f"--n = {n!r} is not allowed; expected an integer >= 1")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
+        raise SweepError(f"--seed = {seed!r} is not allowed; expected an integer >= 0")
+    _keys(where, doc, _TOP, ("schema", "name", "duration", "regimens", "populations", "grid"))
+    if doc["schema"] != SCHEMA:
+        raise SweepError(f"{where}: schema = {doc['schema']!r}; expected {SCHEMA!r}")
+    duration = _hours(where, "duration", doc["duration"])
+    dt = _hours(where, "dt", doc.get("dt", 1.0))
+    if dt > duration:
+        raise SweepError(f"{where}: dt = {doc.get('dt')!r} is longer than duration = {doc['duration']!r}")
+    window = None
+    if "window" in doc:
+        w = doc["window"]
+        if not (isinstance(w, list) and len(w) == 2):
+            raise SweepError(f"{where}: window = {w!r}; expected [start, end]")
+        window = (_hours(where, "window start", w[0], positive=False), _hours(where, "window end", w[1]))
+        if not 0 <= window[0] < window[1] <= duration + 1e-9:
+            raise SweepError(f"{where}: window = {w!r} is not allowed; expected 0 <= start < end <= duration")
+    layout = doc.get("csf_layout", "single")
+    if layout not in ("single", "none"):
+        raise SweepError(f"{where}: csf_layout = {layout!r} is not allowed in sweeps; expected 'single' or 'none'")
+    regimens = {}
+    for rid, t in _table(where, doc, "regimens").items():
+        regimens[rid] = _regimen(f"{where} [regimens.{rid}]", rid, t, duration)
+    pops = {pid: _population(f"{where} [populations.{pid}]", pid, t, n, seed)
+            for pid, t in _table(where, doc, "populations").items()}
+    overrides = {}
+    for oid, t in doc.get("overrides", {}).items():
+        if not isinstance(t, dict) or not t:
+            raise SweepError(f"{where} [overrides.{oid}]: expected a table of parameter = value")
+        overrides[oid] = dict(t)
+    grid = doc["grid"]
+    if not isinstance(grid, list) or not grid:
+        raise SweepError(f"{where}: grid is empty; add [[grid]] entries with drugs and regimens")
+    drugs = {}
+    scenarios = []
+    for gi, g in enumerate(grid):
+        gw = f"{where} [[grid]] #{gi + 1}"
+        _keys(gw, g, _GRID, ("drugs", "regimens"))
+        lists = {}
+        for key, known in (("drugs", None), ("regimens", regimens), ("populations", pops), ("overrides", overrides)):
+            default = list(pops) if key == "populations" else ([""] if key == "overrides" else None)
+            val = g.get(key, default)
+            if not isinstance(val, list) or not val:
+                raise SweepError(f"{gw}: {key} = {val!r} is empty; the grid needs at least one")
+            if known is not None:
+                bad = [v for v in val if v != "" and v not in known]
+                if bad:
+                    raise SweepError(f"{gw}: {key} {bad} are not defined; defined: {sorted(known)}")
+            lists[key] = val
+        targets = g.get("targets_nM", {})
+        for dname in lists["drugs"]:
+            if dname not in drugs:
+                try:
+                    drugs[dname] = load_drug(dname)
+                except ParameterError as exc:
+                    raise SweepError(f"{gw}: drugs: {exc}") from None
+            for oid in lists["overrides"]:
+                try:
+                    drug = drugs[dname].replace(**overrides[oid]) if oid else drugs[dname]
+                except (ParameterError, TypeError) as exc:
+                    raise SweepError(f"{where} [overrides.{oid}] for {dname}: {exc}") from None
+                target = targets.get(dname, drug.potency_target_nM)
+                for rid in lists["regimens"]:
+                    reg, label, source, basis = regimens[rid]
+                    for pid in lists["populations"]:
+                        scenarios.append(Scenario(
+                            drug=drug, regimen=reg, population=pops[pid], t_end=duration, dt=dt, regimen_name=label,
+                            population_name=pops[pid].name, override_name=oid, overrides=overrides.get(oid, {}),
+                            source=source, dose_basis=basis, target_nM=target, window=window, csf_layout=layout,
+                            physiology=physiology))
+    if not scenarios:
+        raise SweepError(f"{where}: the grid gives no scenarios")
+    from .batch import prepare
+
+    for s in scenarios:  # compile schedules now: every error surfaces before any work
+        try:
+            prepare(s)
+        except CsfpkError as exc:
+            raise SweepError(f"{where}: scenario {s.id}: {exc}") from None
+    spec = {"sweep": doc, "n": n, "seed": seed}
+    return Sweep(name=doc["name"], scenarios=tuple(scenarios), spec=spec, path=where)
+
+
+def _table(where, doc, key):
+    t = doc[key]
+    if not isinstance(t, dict) or not t:
+        raise SweepError(f"{where}: [{key}] is empty; define at least one")
+    return t
+
+
+def run_sweep(name_or_path, out=None, *, n=None, seed=None, **kwargs):
+    """Load a sweep file and run it; ``out`` is the run folder (None: in memory). See ``csfpk.batch.run``.
+
+    Examples
+    --------
+    >>> import csfpk
+    >>> res = csfpk.run_sweep("high_dose_tki", n=20, progress=False)
+    >>> res.summary.shape[0] >= 10
+    True
+    """
+    return load_sweep(name_or_path, n=n, seed=seed).run(out, **kwargs)

@@ -1,0 +1,145 @@
+"""Batch runner: identical numbers across threads, chunk sizes and Dask; resumable run folders."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import csfpk
+from csfpk.batch import RunFolderError, Scenario, run
+
+SWEEP = """
+schema = "csfpk.sweep/1"
+name = "resume"
+duration = "14d"
+[populations.default]
+n = {n}
+seed = 11
+penetration = "range"
+[regimens.qd]
+amt = 80
+ii = "24h"
+source = "test"
+[regimens.hi]
+amt = 160
+ii = "24h"
+source = "test"
+[[grid]]
+drugs = ["osimertinib"]
+regimens = ["qd", "hi"]
+"""
+
+
+def scenarios(n=300):
+    drug = csfpk.load_drug("osimertinib")
+    pop = csfpk.Population(n=n, seed=5, penetration="range", covariates={"bsa": (1.8, 0.1)})
+    return [Scenario(drug, csfpk.Regimen.every(amt=80, ii=24, n=14), pop, t_end=336.0, regimen_name="80 qd"),
+            Scenario(drug, csfpk.Regimen.every(amt="40 mg/m2", ii=24, n=14, bsa_m2=1.8), pop, t_end=336.0,
+                     regimen_name="40 mg/m2 qd", dose_basis="bsa")]
+
+
+def frame_of(res):
+    return res.metrics.sort_values(["regimen", "subject"]).reset_index(drop=True)
+
+
+def test_same_numbers_for_threads_and_chunk_sizes():
+    import numba
+
+    ref = frame_of(run(scenarios(), chunk=1000, progress=False))
+    before = numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)
+        one = frame_of(run(scenarios(), chunk=77, progress=False))
+    finally:
+        numba.set_num_threads(before)
+    pd.testing.assert_frame_equal(ref, one, check_exact=True)
+    assert (ref.status == 0).all() and len(ref) == 600
+
+
+def test_dose_per_m2_scales_with_bsa():
+    df = run(scenarios(50), progress=False).metrics
+    a = df[df.regimen == "80 qd"].reset_index()
+    b = df[df.regimen == "40 mg/m2 qd"].reset_index()
+    np.testing.assert_allclose(b.csf_auc / a.csf_auc, 40 * b.bsa_m2 / 80, rtol=1e-10)
+
+
+def test_dask_localcluster_gives_identical_numbers():
+    distributed = pytest.importorskip("distributed")
+    ref = frame_of(run(scenarios(200), chunk=64, progress=False))
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cl, \
+            distributed.Client(cl) as client:
+        got = frame_of(run(scenarios(200), chunk=64, client=client, progress=False))
+    pd.testing.assert_frame_equal(ref, got, check_exact=True)
+
+
+def test_run_folder_refuses_finished_and_different_runs(tmp_path):
+    out = tmp_path / "run"
+    res = run(scenarios(40), out, chunk=16, progress=False)
+    man = json.loads((out / "manifest.json").read_text())
+    assert man["status"] == "complete" and man["chunk"] == 16 and man["versions"]["numpy"]
+    assert (out / "summary.csv").is_file() and len(res.metrics) == 80
+    with pytest.raises(RunFolderError, match="--overwrite"):
+        run(scenarios(40), out, progress=False)
+    with pytest.raises(RunFolderError, match="different run"):
+        run(scenarios(41), out, progress=False)
+    again = run(scenarios(40), out, chunk=16, overwrite=True, progress=False)
+    pd.testing.assert_frame_equal(frame_of(res), frame_of(again), check_exact=True)
+
+
+def test_compare_api_and_curves(tmp_path):
+    daily = csfpk.Regimen.every(amt=150, ii=24, n=28)
+    pulse = csfpk.Regimen.every(amt=1500, ii="7d", n=4)
+    cmp = csfpk.compare("erlotinib", {"150 mg qd": daily, "1500 mg qw": pulse},
+                        population=csfpk.Population(n=30, seed=1, penetration="range"), t_end="28d",
+                        out=tmp_path / "cmp", curves=True, progress=False)
+    assert list(cmp.summary.regimen) == ["150 mg qd", "1500 mg qw"]
+    assert "CSF Cavg nM" in cmp.summary.columns
+    assert len(cmp.metrics) == 60
+    cs = pd.read_csv(tmp_path / "cmp" / "curves_summary.csv")
+    assert set(cs.compartment) == {"plasma", "plasma_unbound", "csf"} and (cs.p05_nM <= cs.p95_nM).all()
+
+
+def _parquet_rows(folder):
+    parts = []
+    for root, _, files in sorted(os.walk(folder)):
+        for f in sorted(files):
+            if f.endswith(".parquet"):
+                df = pd.read_parquet(os.path.join(root, f))
+                df.insert(0, "file", os.path.relpath(os.path.join(root, f), folder))
+                parts.append(df)
+    return pd.concat(parts, ignore_index=True).sort_values(["file", "subject"]).reset_index(drop=True)
+
+
+def test_killed_run_resumes_to_the_same_rows(tmp_path):
+    sweep = tmp_path / "resume.toml"
+    sweep.write_text(SWEEP.format(n=12000))
+    cmd = [sys.executable, "-m", "csfpk.batch", "compare", str(sweep), "--chunk", "100"]
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen(cmd + ["--out", str(killed)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.time() + 120
+    chunk_dir = killed / "scenarios"
+    while time.time() < deadline:
+        if chunk_dir.is_dir() and sum(len(f) for _, _, f in os.walk(chunk_dir)) >= 3:
+            break
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    man = json.loads((killed / "manifest.json").read_text())
+    assert man["status"] == "running", "the run finished before it could be killed; raise n"
+    done_before = sum(len(f) for _, _, f in os.walk(chunk_dir))
+    assert 0 < done_before < 240
+    r = subprocess.run(cmd + ["--out", str(killed)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    fresh = tmp_path / "fresh"
+    r = subprocess.run(cmd + ["--out", str(fresh)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    a, b = _parquet_rows(killed), _parquet_rows(fresh)
+    assert len(a) == 24000 and not a.duplicated(["file", "subject"]).any()
+    pd.testing.assert_frame_equal(a, b, check_exact=True)
+    assert not [f for _, _, fs in os.walk(killed) for f in fs if f.startswith(".")]  # no temp files left

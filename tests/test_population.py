@@ -1,0 +1,91 @@
+"""Populations: log-normal IIV, covariates, penetration ranges, draws fixed by (seed, subject index)."""
+
+import math
+
+import numpy as np
+import pytest
+
+import csfpk
+from csfpk.errors import ParameterError
+from csfpk.model import build_model
+from csfpk.physiology import load_physiology
+from csfpk.population import Population, build_rate_matrices, subject_drug_changes, uniforms
+
+PHYS = load_physiology("adult")
+
+
+def test_draws_depend_only_on_seed_and_subject_index():
+    drug = csfpk.load_drug("osimertinib")
+    pop = Population(n=1000, seed=3, penetration="range", correlations={"CL:V1": 0.4})
+    whole = pop.sample(drug, 0, 1000)
+    for a, b in ((0, 7), (7, 500), (500, 1000)):
+        part = pop.sample(drug, a, b)
+        for k in whole:
+            np.testing.assert_array_equal(part[k], whole[k][a:b])
+    other = Population(n=1000, seed=4).sample(drug, 0, 10)
+    assert not np.allclose(other["CL"], whole["CL"][:10])
+
+
+def test_iiv_is_lognormal_with_omega_from_cv():
+    drug = csfpk.load_drug("osimertinib")  # CL CV 46 %
+    p = Population(n=200_000, seed=1).sample(drug)
+    eta = np.log(p["CL"] / drug.plasma.CL)
+    omega = math.sqrt(math.log1p(drug.iiv["CL"] ** 2))
+    assert abs(eta.std() - omega) < 0.01 * omega
+    assert abs(eta.mean()) < 0.01
+    assert abs(np.corrcoef(np.log(p["CL"]), np.log(p["V1"]))[0, 1]) < 0.01
+
+
+def test_correlation_and_uniforms():
+    drug = csfpk.load_drug("osimertinib")
+    p = Population(n=100_000, seed=2, correlations={"CL:V1": 0.6}).sample(drug)
+    assert abs(np.corrcoef(np.log(p["CL"]), np.log(p["V1"]))[0, 1] - 0.6) < 0.02
+    u = uniforms(1, np.arange(100_000), "x")
+    assert 0 < u.min() and u.max() < 1 and abs(u.mean() - 0.5) < 0.005
+
+
+def test_penetration_range_is_log_uniform_within_table1_range():
+    drug = csfpk.load_drug("osimertinib")
+    lo, hi = drug.csf.ratio_range
+    r = Population(n=50_000, seed=1, penetration="range").sample(drug)["penetration_ratio"]
+    assert lo <= r.min() and r.max() <= hi
+    assert abs(np.median(r) - math.sqrt(lo * hi)) < 0.02 * math.sqrt(lo * hi)
+    nominal = Population(n=10, seed=1).sample(drug)["penetration_ratio"]
+    assert np.all(nominal == drug.csf.penetration_ratio)
+
+
+def test_methotrexate_crcl_covariate_model():
+    drug = csfpk.load_drug("methotrexate")
+    pop = Population(n=5000, seed=1, iiv={"CL": 0.0}, covariates={"crcl": (100.0, 0.3)})
+    p = pop.sample(drug)
+    np.testing.assert_allclose(p["CL"], drug.plasma.CL + 0.0423 * (p["crcl_mL_min"] - 87.0), rtol=1e-14)
+
+
+@pytest.mark.parametrize("name", ["osimertinib", "methotrexate", "brigatinib", "cytarabine_liposomal", "erlotinib"])
+def test_vectorised_rate_matrices_equal_build_model(name):
+    drug = csfpk.load_drug(name)
+    pop = Population(n=100, seed=5, penetration="range", iiv={"CL": 0.3, "V1": 0.2, "fu": 0.2})
+    p = pop.sample(drug, 40, 60, PHYS)
+    Ks, _, _, _ = build_rate_matrices(drug, p, PHYS)
+    for i in range(20):
+        K = build_model(drug.replace(**subject_drug_changes(p, i)), PHYS).K
+        np.testing.assert_allclose(Ks[i], K, rtol=1e-15, atol=0)
+
+
+@pytest.mark.parametrize("kwargs, field", [
+    ({"n": -1}, "n"), ({"n": 10, "seed": -2}, "seed"), ({"n": 10, "penetration": "wide"}, "penetration"),
+    ({"n": 10, "iiv": {"tlag": 0.3}}, "iiv.tlag"), ({"n": 10, "covariates": {"height": (170, 0.1)}}, "height"),
+    ({"n": 10, "correlations": {"CL:V1": 1.5}}, "correlations"),
+])
+def test_invalid_population_names_the_field(kwargs, field):
+    with pytest.raises(ParameterError, match=field):
+        Population(**kwargs)
+
+
+def test_million_subjects_sample_fast():
+    import time
+
+    drug = csfpk.load_drug("osimertinib")
+    t = time.perf_counter()
+    Population(n=1_000_000, seed=1, penetration="range").sample(drug)
+    assert time.perf_counter() - t < 5.0
