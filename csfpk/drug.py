@@ -5,13 +5,12 @@ dataclasses below are frozen; ``dataclasses.replace`` (or ``Drug.replace``) make
 and re-runs every check.
 """
 
-import tomllib
 from dataclasses import dataclass, field, fields, replace
 from types import MappingProxyType
 
 from .errors import ParameterError
 from .paths import params_dir, resolve
-from .quantity import FRACTION, NONNEG, POSITIVE, Quantity, Spec, check_value, read_entry, require_keys
+from .quantity import FRACTION, NONNEG, POSITIVE, Spec, check_value, read_document, read_entry, require_keys
 
 PLASMA_SPECS = {
     "F": Spec("1", **FRACTION),
@@ -263,16 +262,8 @@ def load_drug(name_or_path):
     'total'
     """
     path = resolve("drugs", name_or_path)
-    where = str(path)
-    try:
-        with open(path, "rb") as fh:
-            doc = tomllib.load(fh)
-    except tomllib.TOMLDecodeError as exc:
-        raise ParameterError(f"{where}: not valid TOML ({exc})") from None
-    require_keys(where, doc, ("schema", "name", "molecular_weight", "plasma"),
-                 ("targets", "csf", "table1", "iiv", "label_dose", "potency"))
-    if doc["schema"] != "csfpk.drug/1":
-        raise ParameterError(f"{where}: schema = {doc['schema']!r}; expected 'csfpk.drug/1'")
+    doc, where = read_document(path, "csfpk.drug/1", ("name", "molecular_weight", "plasma"),
+                               ("targets", "csf", "table1", "iiv", "label_dose", "potency"))
     if doc["name"] != path.stem:
         raise ParameterError(f"{where}: name = {doc['name']!r} must equal the file name {path.stem!r}")
     quantities = {}

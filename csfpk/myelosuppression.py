@@ -14,7 +14,6 @@ Examples
 ['leukocytes', 'neutrophils']
 """
 
-import tomllib
 from dataclasses import dataclass
 from types import MappingProxyType
 
@@ -22,7 +21,7 @@ import numpy as np
 
 from .errors import ParameterError
 from .paths import params_dir
-from .quantity import POSITIVE, Spec, read_entry, require_keys
+from .quantity import POSITIVE, Spec, read_document, read_entry, require_keys
 
 LINEAGES = ("leukocytes", "neutrophils")
 _SYSTEM = {"Circ0": Spec("10^9/L", **POSITIVE), "MTT": Spec("h", **POSITIVE), "gamma": Spec("1", low=0.0, high=2.0)}
@@ -69,17 +68,7 @@ class Myelosuppression:
 def load_myelosuppression(path=None):
     """Load ``params/pd/myelosuppression.toml`` strictly."""
     path = path or params_dir() / "pd" / "myelosuppression.toml"
-    where = str(path)
-    try:
-        with open(path, "rb") as fh:
-            doc = tomllib.load(fh)
-    except tomllib.TOMLDecodeError as exc:
-        raise ParameterError(f"{where}: not valid TOML ({exc})") from None
-    except FileNotFoundError:
-        raise ParameterError(f"{where}: file not found") from None
-    require_keys(where, doc, ("schema", "name", "system", "drug_effect", "ctcae"))
-    if doc["schema"] != "csfpk.pd/1":
-        raise ParameterError(f"{where}: schema = {doc['schema']!r}; expected 'csfpk.pd/1'")
+    doc, where = read_document(path, "csfpk.pd/1", ("name", "system", "drug_effect", "ctcae"))
     q = {}
     lineages = {}
     require_keys(f"{where} [system]", doc["system"], LINEAGES)

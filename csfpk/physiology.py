@@ -3,13 +3,12 @@
 Loaded strictly from ``params/physiology/<name>.toml`` (schema ``csfpk.physiology/1``).
 """
 
-import tomllib
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 
 from .errors import ParameterError
 from .paths import resolve
-from .quantity import FRACTION, POSITIVE, Spec, check_value, read_entry, require_keys
+from .quantity import POSITIVE, Spec, check_value, read_document, read_entry, require_keys
 
 CSF_SPECS = {"volume": Spec("L", **POSITIVE), "bulk_flow": Spec("L/h", **POSITIVE)}
 REGIONAL_SPECS = {
@@ -67,15 +66,7 @@ class Physiology:
 def load_physiology(name_or_path="adult"):
     """Load and validate a physiology file by name (``"adult"``) or path."""
     path = resolve("physiology", name_or_path)
-    where = str(path)
-    try:
-        with open(path, "rb") as fh:
-            doc = tomllib.load(fh)
-    except tomllib.TOMLDecodeError as exc:
-        raise ParameterError(f"{where}: not valid TOML ({exc})") from None
-    require_keys(where, doc, ("schema", "name", "csf"), ("body",))
-    if doc["schema"] != "csfpk.physiology/1":
-        raise ParameterError(f"{where}: schema = {doc['schema']!r}; expected 'csfpk.physiology/1'")
+    doc, where = read_document(path, "csfpk.physiology/1", ("name", "csf"), ("body",))
     quantities = {}
     csf = doc["csf"]
     require_keys(f"{where} [csf]", csf, ("volume", "bulk_flow"), ("regional",))

@@ -12,13 +12,12 @@ Schema ``csfpk.regimen/1``::
 With ``escalation`` the phases give the injection times only (no ``amt``).
 """
 
-import tomllib
 from dataclasses import dataclass
 
 from .errors import CsfpkError, ScheduleError
 from .escalation import Escalation
 from .paths import params_dir, resolve
-from .quantity import require_keys
+from .quantity import read_document, require_keys
 from .regimen import ROUTES, Regimen
 
 
@@ -46,15 +45,8 @@ def load_regimen(name_or_path, *, route=None):
     ('methotrexate', 17)
     """
     path = resolve("regimens", name_or_path)
-    where = str(path)
-    try:
-        with open(path, "rb") as fh:
-            doc = tomllib.load(fh)
-    except tomllib.TOMLDecodeError as exc:
-        raise ScheduleError(f"{where}: not valid TOML ({exc})") from None
-    require_keys(where, doc, ("schema", "name", "drug", "route", "source", "phases"), ("escalation",))
-    if doc["schema"] != "csfpk.regimen/1":
-        raise ScheduleError(f"{where}: schema = {doc['schema']!r}; expected 'csfpk.regimen/1'")
+    doc, where = read_document(path, "csfpk.regimen/1", ("name", "drug", "route", "source", "phases"),
+                               ("escalation",), error=ScheduleError)
     if doc["name"] != path.stem:
         raise ScheduleError(f"{where}: name = {doc['name']!r} must equal the file name {path.stem!r}")
     route = route or doc["route"]

@@ -119,3 +119,27 @@ def require_keys(where, table, required, optional=()):
     missing = [k for k in required if k not in table]
     if missing:
         raise ParameterError(f"{where}: missing required key(s) {missing}")
+
+
+def read_document(path, schema, required, optional=(), error=ParameterError):
+    """Read a parameter TOML file, check its top-level keys and ``schema`` string; return (doc, where).
+
+    ``error`` is the exception class raised (with the file named) for unreadable or invalid files.
+    """
+    import tomllib
+
+    where = str(path)
+    try:
+        with open(path, "rb") as fh:
+            doc = tomllib.load(fh)
+    except tomllib.TOMLDecodeError as exc:
+        raise error(f"{where}: not valid TOML ({exc})") from None
+    except FileNotFoundError:
+        raise error(f"{where}: file not found") from None
+    try:
+        require_keys(where, doc, ("schema",) + tuple(required), optional)
+    except ParameterError as exc:
+        raise error(str(exc)) from None
+    if doc["schema"] != schema:
+        raise error(f"{where}: schema = {doc['schema']!r}; expected {schema!r}")
+    return doc, where
