@@ -15,10 +15,12 @@ import numpy as np
 from numba import njit, prange
 
 from .dopri5 import dopri5_segment
+from .exact import apply_action
 from .rosenbrock import rodas_segment
 
 OBS, BOLUS, RATE, RESET = 0, 1, 2, 3
 DOPRI5, RODAS = 0, 1
+_NO_AUX = np.zeros(3)
 OK, NONFINITE, UNSUPPORTED = 0, 2, 6
 
 
@@ -67,17 +69,9 @@ def run_subject(method, K, nl, kind, time, cmt, value, rtol, atol, max_steps, ou
         v = value[a]
         if k == OBS:
             out[int(v), :] = x
-        elif k == BOLUS:
-            x[c] += v
+        elif k == BOLUS or k == RATE or k == RESET:
+            apply_action(k, c, v, _NO_AUX, K, 0, x, r)
             h = 0.0  # restart step-size selection after a discontinuity
-        elif k == RATE:
-            new = r[c] + v
-            r[c] = 0.0 if abs(new) <= 1e-12 * abs(v) else new
-            h = 0.0
-        elif k == RESET:
-            x[:] = 0.0
-            r[:] = 0.0
-            h = 0.0
         else:
             return UNSUPPORTED
         a += 1

@@ -21,7 +21,7 @@ Optionally every ``curve_stride``-th grid sample is written to ``curves[s]``.
 import numpy as np
 from numba import njit, prange
 
-from .exact import _matvec_add
+from .exact import _matvec_add, apply_action, rates_active
 from .expm import propagators
 
 OBS, BOLUS, RATE, RESET, SS_TRAIN, INF_PART, SS_CONST = range(7)
@@ -105,50 +105,10 @@ def _subject(K, n_dyn, kind, time, cmt, value, aux, grid_step, dose_scale, out_s
             continue
         if k != RESET:
             v = v * dose_scale
-        if k == BOLUS:
-            x[c] += v
-        elif k == RATE:
-            new = r[c] + v
-            r[c] = 0.0 if abs(new) <= 1e-12 * abs(v) else new
-            use_r = False
-            for i in range(n):
-                if r[i] != 0.0:
-                    use_r = True
-        elif k == RESET:
-            x[:] = 0.0
-            r[:] = 0.0
-            use_r = False
-        elif k == SS_TRAIN:
-            u0, ii, dur = aux[a, 0], aux[a, 1], aux[a, 2]
-            vec = np.zeros(n_dyn)
-            if dur > 0.0:
-                _, Pd = propagators(K, dur)
-                for i in range(n_dyn):
-                    vec[i] = Pd[i, c] * v
-            else:
-                vec[c] = v
-            Ei, _ = propagators(K, ii)
-            A = np.eye(n_dyn) - np.ascontiguousarray(Ei[:n_dyn, :n_dyn])
-            if abs(np.linalg.det(A)) < 1e-300:
-                return SINGULAR
-            z = np.linalg.solve(A, vec)
-            Eu, _ = propagators(K, u0)
-            z2 = np.ascontiguousarray(Eu[:n_dyn, :n_dyn]) @ z
-            for i in range(n_dyn):
-                x[i] += z2[i]
-        elif k == INF_PART:
-            _, Pu = propagators(K, aux[a, 0])
-            for i in range(n):
-                x[i] += Pu[i, c] * v
-        elif k == SS_CONST:
-            A = -np.ascontiguousarray(K[:n_dyn, :n_dyn])
-            if abs(np.linalg.det(A)) < 1e-300:
-                return SINGULAR
-            rhs = np.zeros(n_dyn)
-            rhs[c] = v
-            z = np.linalg.solve(A, rhs)
-            for i in range(n_dyn):
-                x[i] += z[i]
+        code = apply_action(k, c, v, aux[a], K, n_dyn, x, r)
+        if code != OK:
+            return code
+        use_r = rates_active(r)
     span = prev_t - t_first
     for o in range(n_out):
         m[o, CAVG] = m[o, AUC] / span if span > 0.0 else np.nan

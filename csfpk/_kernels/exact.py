@@ -38,6 +38,66 @@ def _matvec_add(E, x, P, r, use_r, y):
 
 
 @njit(cache=True, nogil=True)
+def rates_active(r):
+    """True when any infusion rate is non-zero."""
+    for i in range(r.shape[0]):
+        if r[i] != 0.0:
+            return True
+    return False
+
+
+@njit(cache=True, nogil=True)
+def apply_action(k, c, v, aux, K, n_dyn, x, r):
+    """Apply one non-OBS action (``csfpk.schedule``) to the state x and rates r, in place.
+
+    ``aux`` is the action's row (u0, ii, D) for SS_TRAIN and (u, ·, ·) for INF_PART. Returns a
+    status code (SINGULAR when a steady state does not exist).
+    """
+    n = x.shape[0]
+    if k == BOLUS:
+        x[c] += v
+    elif k == RATE:
+        new = r[c] + v
+        # an infusion ending exactly cancels its start; clear rounding residue
+        r[c] = 0.0 if abs(new) <= 1e-12 * abs(v) else new
+    elif k == RESET:
+        x[:] = 0.0
+        r[:] = 0.0
+    elif k == SS_TRAIN:
+        u0, ii, dur = aux[0], aux[1], aux[2]
+        vec = np.zeros(n_dyn)
+        if dur > 0.0:
+            _, Pd = propagators(K, dur)
+            for i in range(n_dyn):
+                vec[i] = Pd[i, c] * v
+        else:
+            vec[c] = v
+        Ei, _ = propagators(K, ii)
+        A = np.eye(n_dyn) - np.ascontiguousarray(Ei[:n_dyn, :n_dyn])
+        if abs(np.linalg.det(A)) < 1e-300:
+            return SINGULAR
+        z = np.linalg.solve(A, vec)
+        Eu, _ = propagators(K, u0)
+        z2 = np.ascontiguousarray(Eu[:n_dyn, :n_dyn]) @ z
+        for i in range(n_dyn):
+            x[i] += z2[i]
+    elif k == INF_PART:
+        _, Pu = propagators(K, aux[0])
+        for i in range(n):
+            x[i] += Pu[i, c] * v
+    elif k == SS_CONST:
+        A = -np.ascontiguousarray(K[:n_dyn, :n_dyn])
+        if abs(np.linalg.det(A)) < 1e-300:
+            return SINGULAR
+        rhs = np.zeros(n_dyn)
+        rhs[c] = v
+        z = np.linalg.solve(A, rhs)
+        for i in range(n_dyn):
+            x[i] += z[i]
+    return OK
+
+
+@njit(cache=True, nogil=True)
 def run_subject(K, n_dyn, kind, time, cmt, value, aux, grid_step, out):
     """Walk the timeline for one subject; write state rows into ``out``; return a status code."""
     n = K.shape[0]
@@ -66,55 +126,13 @@ def run_subject(K, n_dyn, kind, time, cmt, value, aux, grid_step, out):
             x, y = y, x
             t = time[a]
         k = kind[a]
-        c = cmt[a]
-        v = value[a]
         if k == OBS:
-            out[int(v), :] = x
-        elif k == BOLUS:
-            x[c] += v
-        elif k == RATE:
-            new = r[c] + v
-            # an infusion ending exactly cancels its start; clear rounding residue
-            r[c] = 0.0 if abs(new) <= 1e-12 * abs(v) else new
-            use_r = False
-            for i in range(n):
-                if r[i] != 0.0:
-                    use_r = True
-        elif k == RESET:
-            x[:] = 0.0
-            r[:] = 0.0
-            use_r = False
-        elif k == SS_TRAIN:
-            u0, ii, dur = aux[a, 0], aux[a, 1], aux[a, 2]
-            vec = np.zeros(n_dyn)
-            if dur > 0.0:
-                _, Pd = propagators(K, dur)
-                for i in range(n_dyn):
-                    vec[i] = Pd[i, c] * v
-            else:
-                vec[c] = v
-            Ei, _ = propagators(K, ii)
-            A = np.eye(n_dyn) - np.ascontiguousarray(Ei[:n_dyn, :n_dyn])
-            if abs(np.linalg.det(A)) < 1e-300:
-                return SINGULAR
-            z = np.linalg.solve(A, vec)
-            Eu, _ = propagators(K, u0)
-            z2 = np.ascontiguousarray(Eu[:n_dyn, :n_dyn]) @ z
-            for i in range(n_dyn):
-                x[i] += z2[i]
-        elif k == INF_PART:
-            _, Pu = propagators(K, aux[a, 0])
-            for i in range(n):
-                x[i] += Pu[i, c] * v
-        elif k == SS_CONST:
-            A = -np.ascontiguousarray(K[:n_dyn, :n_dyn])
-            if abs(np.linalg.det(A)) < 1e-300:
-                return SINGULAR
-            rhs = np.zeros(n_dyn)
-            rhs[c] = v
-            z = np.linalg.solve(A, rhs)
-            for i in range(n_dyn):
-                x[i] += z[i]
+            out[int(value[a]), :] = x
+        else:
+            code = apply_action(k, cmt[a], value[a], aux[a], K, n_dyn, x, r)
+            if code != OK:
+                return code
+            use_r = rates_active(r)
     for i in range(n):
         if not np.isfinite(x[i]):
             return NONFINITE
