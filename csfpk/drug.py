@@ -5,11 +5,13 @@ dataclasses below are frozen; ``dataclasses.replace`` (or ``Drug.replace``) make
 and re-runs every check.
 """
 
+import functools
 from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
 from types import MappingProxyType
 
 from .errors import ParameterError
-from .paths import params_dir, resolve
+from .paths import file_key, params_dir, resolve
 from .quantity import FRACTION, NONNEG, POSITIVE, Spec, check_value, read_document, read_entry, require_keys
 
 PLASMA_SPECS = {
@@ -261,7 +263,13 @@ def load_drug(name_or_path):
     >>> csfpk.load_drug("gefitinib").csf.basis
     'total'
     """
-    path = resolve("drugs", name_or_path)
+    return _load_drug(file_key(resolve("drugs", name_or_path)))
+
+
+@functools.lru_cache(maxsize=256)
+def _load_drug(key):
+    # drugs are frozen, so one object per (file, mtime, size) can be shared safely
+    path = Path(key[0])
     doc, where = read_document(path, "csfpk.drug/1", ("name", "molecular_weight", "plasma"),
                                ("targets", "csf", "table1", "iiv", "label_dose", "potency"))
     if doc["name"] != path.stem:

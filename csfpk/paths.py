@@ -22,6 +22,12 @@ def params_dir():
     return path
 
 
+def file_key(path):
+    """(resolved path, mtime, size): a cache key that changes when the file is edited."""
+    st = os.stat(path)
+    return (str(Path(path).resolve()), st.st_mtime_ns, st.st_size)
+
+
 def resolve(kind, name_or_path):
     """Return the TOML file for ``name_or_path``: a path as given, or ``params/<kind>/<name>.toml``."""
     text = str(name_or_path)

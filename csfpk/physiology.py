@@ -3,11 +3,13 @@
 Loaded strictly from ``params/physiology/<name>.toml`` (schema ``csfpk.physiology/1``).
 """
 
+import functools
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from types import MappingProxyType
 
 from .errors import ParameterError
-from .paths import resolve
+from .paths import file_key, resolve
 from .quantity import POSITIVE, Spec, check_value, read_document, read_entry, require_keys
 
 CSF_SPECS = {"volume": Spec("L", **POSITIVE), "bulk_flow": Spec("L/h", **POSITIVE)}
@@ -65,7 +67,12 @@ class Physiology:
 
 def load_physiology(name_or_path="adult"):
     """Load and validate a physiology file by name (``"adult"``) or path."""
-    path = resolve("physiology", name_or_path)
+    return _load_physiology(file_key(resolve("physiology", name_or_path)))
+
+
+@functools.lru_cache(maxsize=32)
+def _load_physiology(key):
+    path = Path(key[0])
     doc, where = read_document(path, "csfpk.physiology/1", ("name", "csf"), ("body",))
     quantities = {}
     csf = doc["csf"]
