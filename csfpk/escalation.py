@@ -5,7 +5,8 @@ per injection up to 50 mg, and return to the previous dose level when the patien
 ≥ 3 myelosuppression, then continue. csfpk reads it as, at each injection k > 1:
 
 * a grade ≥ ``step_back_grade`` episode (leukocytes or neutrophils, CTCAE v4.03) that began since
-  the previous injection → one level back (never below ``start``);
+  the previous injection → one level back (never below ``start``); the decision is taken once per
+  injection, so several dips between two injections are one event and one step back;
 * an episode still going on from before → hold the level (one step back per episode, not per
   injection);
 * otherwise → one level up (``at_cap`` once the dose is ``cap``).

@@ -180,18 +180,20 @@ def _pd_with_slope(slope):
     return type(pd)(pd.lineages, {"pemetrexed": slope}, pd.quantities)
 
 
-def _episodes(counts, esc, grade):
-    """Number of grade >= `grade` episodes that begin before the last injection (from the PD trace)."""
+def _events(counts, esc, grade):
+    """Grade >= `grade` events seen at injections 2..n: inter-injection intervals (t_k-1, t_k] in which
+    an episode began, from the PD trace (several dips between two injections are one decision)."""
     worst = counts.groupby("time_h").grade.max()
     severe = (worst >= grade).to_numpy()
     t = worst.index.to_numpy()
     onset = t[1:][severe[1:] & ~severe[:-1]]
-    return int(np.sum(onset < esc.times[-1]))
+    edges = np.asarray(esc.times)
+    return sum(bool(np.any((onset > a) & (onset <= b))) for a, b in zip(edges[:-1], edges[1:]))
 
 
 @settings(max_examples=8, deadline=None)
 @given(st.floats(2.0, 40.0))
-def test_escalation_steps_back_once_per_severe_episode_and_respects_cap(slope):
+def test_escalation_steps_back_once_per_severe_event_and_respects_cap(slope):
     esc = Escalation.seed_pemetrexed(weeks=16)
     er = run_escalation("pemetrexed", esc, dt=0.5, pd=_pd_with_slope(slope))
     doses = er.doses_given
@@ -199,7 +201,7 @@ def test_escalation_steps_back_once_per_severe_episode_and_respects_cap(slope):
     assert doses[0] == 10.0
     steps = np.diff(doses)
     assert set(np.round(steps, 9)) <= {-5.0, 0.0, 5.0}
-    assert int(np.sum(er.decisions.action == "step_back")) == _episodes(er.counts, esc, 3)
+    assert int(np.sum(er.decisions.action == "step_back")) == _events(er.counts, esc, 3)
     # the result's dose record is exactly the decisions
     assert [d[2] for d in er.result.doses] == doses.tolist()
 
