@@ -614,31 +614,17 @@ def _fmt(x):
 
 
 def plot_summary(result, path=None):
-    """Dot-and-whisker figure: CSF Cavg median with 5th–95th percentiles per regimen, target dotted."""
+    """CSF Cavg per regimen, one panel per drug, target dotted (``csfpk.plot.comparison``).
+
+    Boxes span the 25th–75th percentile of the per-subject values, whiskers the 5th–95th, the
+    thick tick is the median; from a summary frame alone, a dot with 5th–95th whiskers.
+    ``path`` (.png, .svg or .pdf) saves the figure and closes it.
+    """
     from . import plot
+    from .figures import load_run
 
-    plot._plt()  # selects a non-interactive backend when there is no display
-    import matplotlib.pyplot as plt
-
-    summ = result.summary if hasattr(result, "summary") else result
-    drugs = list(dict.fromkeys(summ.drug))
-    fig, axes = plt.subplots(1, len(drugs), figsize=(3.2 * len(drugs) + 0.8, 3.6), layout="constrained",
-                             squeeze=False)
-    for ax, d in zip(axes[0], drugs):
-        sub = summ[summ.drug == d]
-        y = np.arange(len(sub))
-        med = sub["csf_cavg_median"].to_numpy()
-        lo, hi = sub["csf_cavg_p05"].to_numpy(), sub["csf_cavg_p95"].to_numpy()
-        ax.errorbar(med, y, xerr=[med - lo, hi - med], fmt="o", color=plot.PALETTE[0], capsize=3)
-        ax.set_yticks(y, [f"{r} {o}".strip() for r, o in zip(sub.regimen, sub.override)], fontsize=8)
-        ax.set_xscale("log")
-        t = sub.target_nM.iloc[0]
-        if t == t and t is not None:
-            ax.axvline(t, color="0.35", lw=1.0, ls=":", label=f"target {t:g} nM")
-            ax.legend(frameon=False, fontsize=7, loc="lower right")
-        ax.set_title(d, fontsize=10)
-        ax.set_xlabel("CSF Cavg (nM), median [5th–95th]")
-        ax.grid(True, axis="x", alpha=0.3)
+    run = load_run(result)
+    fig = plot.comparison(run, f"{run.csf_compartment() or 'plasma'}_cavg")
     if path is not None:
         plot.save(fig, path)
     return fig

@@ -55,6 +55,9 @@ def _parser():
     from .batch import add_compare_parser
 
     add_compare_parser(sub)
+    from .figures import add_plot_parser
+
+    add_plot_parser(sub)
 
     v = sub.add_parser("validate", help="load and check every parameter file",
                        epilog="example:\n  csfpk validate", formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -2,15 +2,50 @@
 
 Every function takes results and returns a ``matplotlib.figure.Figure``; ``save(fig, path)``
 writes PNG, SVG or PDF by the file's extension.
+
+=====================  ==================================================================
+``curves``             one simulation: concentration–time per compartment, targets, doses
+``population_bands``   a population: median, 25th–75th and 5th–95th percentile ribbons
+                       per regimen (from a run folder, a ``RunResult`` or a ``Comparison``)
+``comparison``         one metric per regimen (box 25th–75th, whiskers 5th–95th, median),
+                       sorted, one panel per drug, target line where it applies
+``csf_regions``        intrathecal arms: CSF concentration by region, one panel per arm
+``blood_course``       intrathecal arms: blood counts with the doses actually given
+=====================  ==================================================================
+
+Defaults are meant for print: widths of a journal column (``SINGLE_COLUMN_IN`` 3.5 in,
+``DOUBLE_COLUMN_IN`` 7 in), axes labelled with units, legends outside the data, the Okabe–Ito
+palette (Okabe & Ito 2008, *Color Universal Design*) paired with line styles so that figures
+survive colour-blind viewing and greyscale printing, and logarithmic axes labelled at major
+ticks only with plain numbers (``20``, ``50``, ``100`` rather than ``2×10¹``).
+
+Artists that tests and scripts may want to find carry a ``gid``: ``"median"``,
+``"band_25_75"``, ``"band_5_95"``, ``"box"``, ``"target"``.
 """
 
-_UNITS = {"nM": ("conc_nM", "nmol/L"), "ng/mL": ("conc_ng_mL", "ng/mL"), "mg/L": ("conc_mg_L", "mg/L")}
+import math
+
+from .errors import ParameterError
+
+_UNITS = {"nM": ("conc_nM", "nM"), "ng/mL": ("conc_ng_mL", "ng/mL"), "mg/L": ("conc_mg_L", "mg/L")}
 # Okabe–Ito palette: distinguishable with colour-blindness and in greyscale (with line styles)
-PALETTE = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442", "#000000")
+# (yellow last: it is faint on white)
+PALETTE = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000", "#F0E442")
 LINESTYLES = ("-", "--", "-.", ":", (0, (5, 1)), (0, (3, 1, 1, 1, 1, 1)))
+MARKERS = "os^Dv<>p"
+SINGLE_COLUMN_IN = 3.5
+DOUBLE_COLUMN_IN = 7.0
 _LABELS = {"plasma": "plasma (total)", "plasma_unbound": "plasma (unbound)", "csf": "CSF",
            "csf_ventricles": "CSF ventricles", "csf_cisterna": "CSF cisterna magna",
            "csf_cranial": "CSF cranial SAS", "csf_lumbar": "CSF lumbar SAS"}
+# short names for axis labels of metrics ("CSF trough (nM)", "lumbar CSF Cavg (nM)")
+_SHORT = {"plasma": "plasma", "plasma_unbound": "unbound plasma", "csf": "CSF", "csf_ventricles": "ventricular CSF",
+          "csf_cisterna": "cisternal CSF", "csf_cranial": "cranial SAS CSF", "csf_lumbar": "lumbar CSF"}
+# metric -> (label, unit, factor applied to the stored value); stored units are in csfpk.metrics.UNITS
+_METRICS = {"cmax": ("Cmax", "nM", 1.0), "tmax": ("tmax", "h", 1.0), "trough": ("trough", "nM", 1.0),
+            "cavg": ("Cavg", "nM", 1.0), "auc": ("AUC", "µM·h", 1e-3), "time_above": ("time ≥ target", "h", 1.0),
+            "pct_above": ("time ≥ target", "% of time", 1.0), "plasma_auc_ratio": ("AUC / plasma AUC", "ratio", 1.0)}
+_FONT = 8  # pt; tick labels and legends (7–9 pt is what journals print at column width)
 
 
 def _plt():
@@ -29,6 +64,91 @@ def _has_display():
     return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
 
 
+# ----------------------------------------------------------------------------- axes helpers
+def _tick_text(value, _pos=None, powers=False):
+    """Plain tick label: 0.05, 2, 300, 20000; powers of ten beyond that range (or with ``powers``)."""
+    if value <= 0 or not math.isfinite(value):
+        return ""
+    k = math.floor(math.log10(value) + 1e-9)
+    if -3 <= k <= 4 and not powers:
+        return f"{value:g}" if k < 0 else f"{value:.0f}"
+    mant = value / 10.0 ** k
+    if abs(mant - 1.0) < 1e-6:
+        return f"$10^{{{k}}}$"
+    return f"${mant:g}\\times10^{{{k}}}$"
+
+
+def _log_axis(ax, which="y"):
+    """Log scale labelled at major ticks only, with plain numbers and spacing fitted to the range.
+
+    Matplotlib labels minor ticks (``4×10⁰ 6×10⁰ …``) when an axis spans less than a decade; those
+    labels overlap at column width. Here the labelled ticks are 1-2-5, 1-3 or decades by the
+    span, and minor ticks carry no text.
+    """
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    axis = ax.yaxis if which == "y" else ax.xaxis
+    (ax.set_yscale if which == "y" else ax.set_xscale)("log")
+    lo, hi = ax.get_ylim() if which == "y" else ax.get_xlim()
+    lo, hi = min(lo, hi), max(lo, hi)
+    decades = math.log10(hi / lo) if lo > 0 and hi > 0 else 10.0
+    if decades <= 0.6:
+        subs = (1.0, 1.5, 2.0, 3.0, 5.0, 7.0)
+    elif decades <= 1.3:
+        subs = (1.0, 2.0, 5.0)
+    elif decades <= 2.5:
+        subs = (1.0, 3.0)
+    else:
+        subs = (1.0,)
+    axis.set_major_locator(LogLocator(base=10.0, subs=subs, numticks=8))
+    # an axis reaching past 10⁴ (or below 10⁻³) is labelled in powers of ten throughout, not "10000, 10⁵"
+    powers = subs == (1.0,) and (hi > 1.5e4 or lo < 1e-3)
+    axis.set_major_formatter(FuncFormatter(lambda v, pos: _tick_text(v, pos, powers)))
+    axis.set_minor_locator(LogLocator(base=10.0, subs=tuple(range(2, 10)), numticks=12))
+    axis.set_minor_formatter(NullFormatter())
+
+
+def _tidy(ax):
+    ax.tick_params(labelsize=_FONT)
+    ax.grid(True, which="major", alpha=0.3, lw=0.6)
+    for side in ("top", "right"):
+        ax.spines[side].set_visible(False)
+
+
+def _time_ticks(ax, span_days):
+    """Weekly ticks over two weeks to four months, four-weekly up to a year (dosing is weekly-minded)."""
+    from matplotlib.ticker import MultipleLocator
+
+    if 14 <= span_days <= 120:
+        ax.xaxis.set_major_locator(MultipleLocator(7))
+    elif 120 < span_days <= 400:
+        ax.xaxis.set_major_locator(MultipleLocator(28))
+
+
+def _time_scale(time_unit):
+    if time_unit not in ("h", "d"):
+        raise ParameterError(f"time_unit = {time_unit!r} is not allowed; expected 'h' or 'd'")
+    return (24.0, "time (days)") if time_unit == "d" else (1.0, "time (h)")
+
+
+def _check_units(units):
+    if units not in _UNITS:
+        raise ParameterError(f"units = {units!r} is not allowed; expected one of {sorted(_UNITS)}")
+    return _UNITS[units]
+
+
+def _from_nM(values, units, molecular_weight):
+    """Convert nM to ``units`` (mg/L = nM · MW / 10⁶; ng/mL = mg/L · 10³)."""
+    if units == "nM":
+        return values
+    if molecular_weight is None:
+        raise ParameterError(f"units = {units!r} needs the drug's molecular weight, which this result does not carry; "
+                             "use units='nM'")
+    mg_L = values * molecular_weight / 1e6
+    return mg_L if units == "mg/L" else mg_L * 1e3
+
+
+# ----------------------------------------------------------------------------- one simulation
 def curves(result, compartments=None, *, units="nM", log=True, targets=None, time_unit="d", doses=True,
            title=None, ax=None):
     """Concentration–time curves of one simulation.
@@ -42,24 +162,30 @@ def curves(result, compartments=None, *, units="nM", log=True, targets=None, tim
     targets : ``{label: concentration in `units`}`` drawn as horizontal dotted lines (IC50, 1 µM …).
     time_unit : ``"h"`` or ``"d"`` on the time axis.
     doses : mark dose times along the top of the axes.
+    title : axes title (default: the drug's name).
+    ax : draw into these axes instead of a new double-column figure.
 
     Returns
     -------
-    matplotlib.figure.Figure
+    matplotlib.figure.Figure with one line per compartment (labelled as in the legend).
+
+    Examples
+    --------
+    >>> import csfpk
+    >>> res = csfpk.simulate(csfpk.load_drug("erlotinib"), csfpk.Regimen.every(amt=150, ii=24, n=7), t_end="7d")
+    >>> fig = csfpk.plot.curves(res, targets={"IC50 7 nM": 7.0})
+    >>> fig.axes[0].get_ylabel()
+    'concentration (nM)'
     """
-    if units not in _UNITS:
-        raise ValueError(f"units = {units!r} is not allowed; expected one of {sorted(_UNITS)}")
-    if time_unit not in ("h", "d"):
-        raise ValueError(f"time_unit = {time_unit!r} is not allowed; expected 'h' or 'd'")
+    col, unit_label = _check_units(units)
+    scale, xlabel = _time_scale(time_unit)
     plt = _plt()
-    col, unit_label = _UNITS[units]
     names = list(compartments or [c for c in result.compartments if c != "plasma_unbound"])
     frame = result.to_frame(names)
     if ax is None:
-        fig, ax = plt.subplots(figsize=(6.5, 3.8), layout="constrained")
+        fig, ax = plt.subplots(figsize=(DOUBLE_COLUMN_IN, 3.0), layout="constrained")
     else:
         fig = ax.figure
-    scale = 24.0 if time_unit == "d" else 1.0
     for i, name in enumerate(names):
         sub = frame[frame.compartment == name]
         y = sub[col].to_numpy()
@@ -68,69 +194,362 @@ def curves(result, compartments=None, *, units="nM", log=True, targets=None, tim
             y[y <= 0] = float("nan")
         ax.plot(sub.time_h / scale, y, color=PALETTE[i % len(PALETTE)], linestyle=LINESTYLES[i % len(LINESTYLES)],
                 lw=1.6, label=_LABELS.get(name, name))
-    for j, (label, value) in enumerate((targets or {}).items()):
-        ax.axhline(value, color="0.35", lw=1.0, linestyle=":", zorder=0)
+    for label, value in (targets or {}).items():
+        ax.axhline(value, color="0.35", lw=1.0, linestyle=":", zorder=0, gid="target")
         ax.annotate(label, xy=(1.0, value), xycoords=("axes fraction", "data"), xytext=(-4, 3),
-                    textcoords="offset points", ha="right", va="bottom", fontsize=8, color="0.25")
+                    textcoords="offset points", ha="right", va="bottom", fontsize=_FONT, color="0.25")
     if doses and result.doses:
         ax.plot([d[0] / scale for d in result.doses], [1.0] * len(result.doses), "v", color="0.3", ms=3.5,
                 transform=ax.get_xaxis_transform(), clip_on=False, label="dose")
     if log:
-        ax.set_yscale("log")
-    ax.set_xlabel("time (days)" if time_unit == "d" else "time (h)")
-    ax.set_ylabel(f"concentration ({unit_label})")
+        _log_axis(ax, "y")
+    if time_unit == "d" and len(result.times):
+        _time_ticks(ax, float(result.times[-1]) / 24.0)
+    ax.set_xlabel(xlabel, fontsize=9)
+    ax.set_ylabel(f"concentration ({unit_label})", fontsize=9)
     ax.set_title(title or f"{result.model.name}", fontsize=10)
-    ax.grid(True, which="major", alpha=0.3)
-    ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False, fontsize=8)
+    _tidy(ax)
+    ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False, fontsize=_FONT)
     return fig
 
 
-def save(fig, path):
-    """Save ``fig`` to ``path`` (PNG at 200 dpi, SVG or PDF by extension) and close it."""
+def save(fig, path, *, dpi=200):
+    """Save ``fig`` to ``path`` (PNG at ``dpi``, SVG or PDF by extension) and close it."""
     import os
 
     ext = os.path.splitext(str(path))[1].lower()
     if ext not in (".png", ".svg", ".pdf"):
-        raise ValueError(f"plot file {str(path)!r}: extension {ext!r} is not allowed; expected .png, .svg or .pdf")
+        raise ParameterError(f"plot file {str(path)!r}: extension {ext!r} is not allowed; expected .png, .svg or .pdf")
     from .io import atomic_path
 
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=200, format=ext[1:])
+        fig.savefig(tmp, dpi=dpi, format=ext[1:])
     _plt().close(fig)
 
 
+# ----------------------------------------------------------------------------- populations
+def population_bands(source, *, compartment="csf", drug=None, regimens=None, units="nM", log=True, time_unit="d",
+                     target=True, width=DOUBLE_COLUMN_IN):
+    """Median and percentile ribbons of a population's concentrations, one panel per regimen.
+
+    The darker ribbon spans the 25th–75th and the lighter one the 5th–95th percentile at each
+    output time; the line is the median. Panels share both axes so regimens compare at a glance.
+
+    Parameters
+    ----------
+    source : a run folder written with ``--curves`` (path), a ``RunResult`` or a ``Comparison``
+        run with ``curves=True``. An in-memory result keeps only the 5th/50th/95th percentiles,
+        so its figure has no 25th–75th ribbon.
+    compartment : ``"csf"``, ``"plasma"``, ``"plasma_unbound"`` or a regional CSF output.
+    drug : the drug to show; required when the run holds several drugs.
+    regimens : regimen labels to show, in this order (default: all of the drug's, in run order).
+    units : ``"nM"``, ``"ng/mL"`` or ``"mg/L"``.
+    log : logarithmic concentration axis.
+    time_unit : ``"h"`` or ``"d"``.
+    target : draw the scenario's target concentration (dotted) when it has one.
+    width : figure width, in (3.5 single column, 7 double column).
+
+    Returns
+    -------
+    matplotlib.figure.Figure with one axes per regimen; in each, one ``"median"`` line and the
+    ``"band_25_75"`` and ``"band_5_95"`` ribbons (by ``gid``).
+
+    Examples
+    --------
+    >>> import csfpk
+    >>> cmp = csfpk.compare("erlotinib", {"150 mg qd": csfpk.Regimen.every(amt=150, ii=24, n=28)},
+    ...                     population=csfpk.Population(n=50, seed=1), curves=True)
+    >>> fig = csfpk.plot.population_bands(cmp)
+    >>> fig.axes[0].get_ylabel()
+    'CSF concentration (nM)'
+    """
+    from .figures import load_run
+
+    import numpy as np
+
+    _, unit_label = _check_units(units)
+    scale, xlabel = _time_scale(time_unit)
+    run = load_run(source)
+    if drug is None and len(run.drugs) > 1:
+        raise ParameterError(f"this run holds several drugs {run.drugs}; choose one with drug=")
+    rows = run.select(drug=drug, regimens=regimens)
+    plt = _plt()
+    n = len(rows)
+    ncol = min(n, 3 if width >= 6 else 2)
+    nrow = -(-n // ncol)
+    fig, axes = plt.subplots(nrow, ncol, figsize=(width, 1.75 * nrow + 0.75), sharex=True, sharey=True,
+                             squeeze=False, layout="constrained")
+    lo, hi, t_end = math.inf, 0.0, 0.0
+    n_subjects = set()
+    handles = {}
+    for i, (ax, (_, row)) in enumerate(zip(axes.flat, rows.iterrows())):
+        t, q = run.quantiles(row["scenario"], compartment)
+        mw = run.molecular_weight(row["drug"]) if units != "nM" else None
+        q = {k: _from_nM(v, units, mw) for k, v in q.items()}
+        if log:  # zero before the first dose has no place on a log axis
+            q = {k: np.where(v > 0, v, np.nan) for k, v in q.items()}
+        color = PALETTE[0]  # the panel title names the regimen; one colour keeps panels comparable
+        x = t / scale
+        h = ax.fill_between(x, q[5], q[95], color=color, alpha=0.18, lw=0, gid="band_5_95")
+        handles.setdefault("5th–95th percentile", h)
+        if 25 in q:
+            h = ax.fill_between(x, q[25], q[75], color=color, alpha=0.38, lw=0, gid="band_25_75")
+            handles.setdefault("25th–75th percentile", h)
+        (h,) = ax.plot(x, q[50], color=color, lw=1.5, gid="median")
+        handles.setdefault("median", h)
+        tgt = row.get("target_nM")
+        if target and _known(tgt):
+            tv = float(_from_nM(tgt, units, mw))
+            (h,) = ax.plot([0, 1], [tv, tv], transform=ax.get_yaxis_transform(), color="0.25", lw=0.9, ls=":",
+                           gid="target")
+            handles.setdefault(f"target ({_tick_text(tgt)} nM)" if units == "nM" else "target", h)
+        positive = q[5][q[5] > 0]
+        if positive.size:
+            lo = min(lo, float(positive.min()))
+        hi = max(hi, float(np.nanmax(q[95])))
+        t_end = max(t_end, float(t[-1]))
+        n_subjects.add(int(row.get("n", 0) or 0))
+        ax.set_title(row["label"], fontsize=9)
+        _tidy(ax)
+    for ax in list(axes.flat)[n:]:
+        ax.set_visible(False)
+        above = axes.flat[list(axes.flat).index(ax) - ncol]
+        above.xaxis.set_tick_params(labelbottom=True)
+        above.set_xlabel(xlabel, fontsize=9)
+    if log and hi > 0:
+        axes.flat[0].set_ylim(max(lo, hi / 1e4) / 1.5, hi * 1.5)  # sharey: one call sets every panel
+        for ax in axes.flat[:n]:
+            _log_axis(ax, "y")
+    if time_unit == "d":
+        _time_ticks(axes.flat[0], t_end / 24.0)
+    for ax in axes[:, 0]:
+        ax.set_ylabel(f"{_SHORT.get(compartment, compartment)} concentration ({unit_label})", fontsize=9)
+    for ax in axes[-1]:
+        ax.set_xlabel(xlabel, fontsize=9)
+    title = f"{rows['drug'].iloc[0]}: " if len(set(rows["drug"])) == 1 else ""
+    title += f"{_SHORT.get(compartment, compartment)} concentration"
+    if len(n_subjects) == 1 and n_subjects != {0}:
+        title += f", n = {n_subjects.pop()} per regimen"
+    fig.suptitle(title, fontsize=10)
+    fig.legend(list(handles.values()), list(handles), loc="outside lower center", ncol=len(handles),
+               frameon=False, fontsize=_FONT, handlelength=2.5)
+    return fig
+
+
+def comparison(source, metric="csf_trough", *, drugs=None, sort=True, log=None, target=True,
+               width=SINGLE_COLUMN_IN):
+    """One exposure metric per regimen: its distribution over the population, one panel per drug.
+
+    Each row is a regimen: the box spans the 25th–75th percentile of the per-subject values, the
+    whiskers the 5th–95th, the thick tick is the median (with only a summary table, a dot and
+    5th–95th whiskers). Rows are sorted by median, highest on top. For CSF and unbound plasma
+    concentrations the target is a dotted vertical line, its value in the panel title.
+
+    Parameters
+    ----------
+    source : a run folder (path), a ``RunResult``, a ``Comparison``, or a summary frame
+        (``RunResult.summary``, median/p05/p95 columns only).
+    metric : ``<compartment>_<metric>``: compartment ``csf``, ``plasma``, ``plasma_unbound`` or a
+        regional CSF output; metric ``cmax``, ``trough``, ``cavg``, ``auc``, ``tmax``,
+        ``time_above``, ``pct_above`` or, for CSF, ``plasma_auc_ratio``. AUC is shown in µM·h.
+    drugs : drugs to show, in this order (default: all, in run order).
+    sort : sort rows by median (False: run order, first on top).
+    log : logarithmic metric axis (default: for concentrations, AUCs and ratios).
+    target : draw the target line where it applies.
+    width : figure width, in (3.5 single column, 7 double column).
+
+    Returns
+    -------
+    matplotlib.figure.Figure with one axes per drug and one ``"box"`` patch (or, from a summary
+    frame, one ``"median"`` marker) per regimen.
+
+    Examples
+    --------
+    >>> import csfpk
+    >>> cmp = csfpk.compare("erlotinib", {"150 mg qd": csfpk.Regimen.every(amt=150, ii=24, n=28),
+    ...                                   "1500 mg qw": csfpk.Regimen.every(amt=1500, ii="7d", n=4)},
+    ...                     population=csfpk.Population(n=50, seed=1))
+    >>> fig = csfpk.plot.comparison(cmp, "csf_trough")
+    >>> fig.axes[0].get_xlabel()
+    'CSF trough (nM)'
+    """
+    import numpy as np
+
+    from .figures import load_run
+
+    compartment, name = _split_metric(metric)
+    label, unit, factor = _METRICS[name]
+    if log is None:
+        log = unit in ("nM", "µM·h", "ratio")
+    run = load_run(source)
+    column = f"{compartment}_{name}"
+    run.check_metric(column)
+    rows = run.select(drugs=drugs)
+    drug_names = list(dict.fromkeys(rows["drug"]))
+    stats = {}
+    for _, row in rows.iterrows():
+        values = run.values(row["scenario"], column)
+        if values is not None:
+            v = values[np.isfinite(values)] * factor
+            q = np.percentile(v, [5, 25, 50, 75, 95]) if v.size else np.full(5, np.nan)
+            stats[row["scenario"]] = (dict(zip((5, 25, 50, 75, 95), q)), int(v.size))
+        else:
+            s = run.summary_stats(row["scenario"], column)
+            stats[row["scenario"]] = ({k: x * factor for k, x in s.items()}, int(row.get("n", 0) or 0))
+    plt = _plt()
+    counts = [int((rows["drug"] == d).sum()) for d in drug_names]
+    heights = [0.22 * c + 0.45 for c in counts]
+    fig = plt.figure(figsize=(width, sum(heights) + 0.42 * len(drug_names) + 0.15), layout="constrained")
+    axes = fig.subplots(len(drug_names), 1, squeeze=False, height_ratios=heights)[:, 0]
+    xlabel = f"{_SHORT.get(compartment, compartment)} {label} ({unit})"
+    n_all, drew_target = set(), False
+    for ax, d in zip(axes, drug_names):
+        sub = rows[rows["drug"] == d]
+        order = list(sub.index)
+        if sort:
+            order.sort(key=lambda i: -_nan_low(stats[sub.loc[i, "scenario"]][0][50]))
+        ys = {}
+        for k, i in enumerate(order):
+            ys[i] = len(order) - 1 - k  # first row on top
+            q, _ = stats[sub.loc[i, "scenario"]]
+            y = ys[i]
+            if 25 in q:
+                ax.barh(y, q[75] - q[25], left=q[25], height=0.56, color=PALETTE[0], alpha=0.35,
+                        edgecolor=PALETTE[0], lw=0.9, gid="box")
+                ax.plot([q[5], q[25]], [y, y], color=PALETTE[0], lw=1.0)
+                ax.plot([q[75], q[95]], [y, y], color=PALETTE[0], lw=1.0)
+                ax.plot([q[50], q[50]], [y - 0.28, y + 0.28], color="black", lw=2.0, solid_capstyle="butt",
+                        gid="median")
+            else:
+                ax.plot([q[5], q[95]], [y, y], color=PALETTE[0], lw=1.2)
+                ax.plot([q[50]], [y], "o", color=PALETTE[0], ms=5, gid="median")
+            for end in (q[5], q[95]):
+                ax.plot([end, end], [y - 0.14, y + 0.14], color=PALETTE[0], lw=1.0)
+        ax.set_yticks([ys[i] for i in order], [sub.loc[i, "label"] for i in order], fontsize=_FONT)
+        ax.set_ylim(-0.6, len(order) - 0.4)
+        tgt = sub["target_nM"].iloc[0] if "target_nM" in sub else None
+        draw_target = (target and _known(tgt) and unit == "nM"
+                       and (compartment.startswith("csf") or compartment == "plasma_unbound"))
+        values = [x for i in order for x in (stats[sub.loc[i, "scenario"]][0][5], stats[sub.loc[i, "scenario"]][0][95])
+                  if _known(x)]
+        _metric_limits(ax, values, float(tgt) if draw_target else None, log, unit)
+        n_all.update(stats[s][1] for s in sub["scenario"])
+        if draw_target:
+            ax.axvline(float(tgt), color="0.2", lw=1.0, ls=":", zorder=3, gid="target")
+            drew_target = True
+        ax.set_title(d, loc="left", fontsize=9, fontweight="bold")
+        if _known(tgt) and (draw_target or name in ("pct_above", "time_above")):
+            ax.set_title(f"target {_tick_text(float(tgt))} nM", loc="right", fontsize=7, color="0.25")
+        ax.set_xlabel(xlabel, fontsize=9)
+        _tidy(ax)
+        ax.grid(False, axis="y")
+        ax.tick_params(axis="y", length=0)
+    _comparison_key(fig, summary_only=not any(25 in stats[s][0] for s in stats), target=drew_target,
+                    n=n_all.pop() if len(n_all) == 1 and n_all != {0} else None)
+    return fig
+
+
+def _comparison_key(fig, *, summary_only, target, n):
+    """Legend under the panels: what box, whiskers and median mean, the target line, n per regimen."""
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+
+    handles = [] if summary_only else [Patch(facecolor=PALETTE[0], alpha=0.35, edgecolor=PALETTE[0],
+                                             label="25th–75th percentile")]
+    handles.append(Line2D([], [], color=PALETTE[0], lw=1.0, marker="|", ms=6, label="5th–95th percentile"))
+    handles.append(Line2D([], [], color="black", lw=0, marker="|", ms=9, mew=2.0, label="median") if not summary_only
+                   else Line2D([], [], color=PALETTE[0], lw=0, marker="o", ms=5, label="median"))
+    if target:
+        handles.append(Line2D([], [], color="0.2", lw=1.0, ls=":", label="target"))
+    fig.legend(handles=handles, loc="outside lower center", ncol=2, frameon=False, fontsize=7,
+               title=f"n = {n} per regimen" if n else None, title_fontsize=7)
+
+
+def _nan_low(x):
+    return x if _known(x) else -math.inf
+
+
+def _known(x):
+    """True for a finite-or-infinite number, False for None and NaN (pandas reads blanks as NaN)."""
+    return x is not None and x == x  # noqa: PLR0124  (NaN is the one value unequal to itself)
+
+
+def _split_metric(metric):
+    for name in sorted(_METRICS, key=len, reverse=True):
+        if isinstance(metric, str) and metric.endswith("_" + name) and len(metric) > len(name) + 1:
+            return metric[: -len(name) - 1], name
+    allowed = ", ".join(f"<compartment>_{m}" for m in _METRICS)
+    raise ParameterError(f"metric = {metric!r} is not allowed; expected one of {allowed} (e.g. 'csf_trough')")
+
+
+def _metric_limits(ax, values, target, log, unit):
+    """Limits that show every row's 5th–95th percentile and the target (when within two decades)."""
+    if unit == "% of time":
+        ax.set_xlim(-3, 103)
+        return
+    if not values:
+        return
+    lo, hi = min(values), max(values)
+    if log:
+        positive = [v for v in values if v > 0]
+        lo = min(positive) if positive else 1.0
+        hi = max(hi, lo)
+        if target is not None and target > 0:
+            if target >= lo / 100 and target <= hi * 100:
+                lo, hi = min(lo, target), max(hi, target)
+            else:
+                ax.annotate(f"target {_tick_text(target)} nM {'→' if target > hi else '←'}",
+                            xy=(1.0 if target > hi else 0.0, 1.0), xycoords="axes fraction", fontsize=7,
+                            ha="right" if target > hi else "left", va="bottom", color="0.25")
+        pad = max(1.25, (hi / lo) ** 0.06)
+        ax.set_xlim(lo / pad, hi * pad)
+        _log_axis(ax, "x")
+    else:
+        if target is not None:
+            lo, hi = min(lo, target), max(hi, target)
+        span = (hi - lo) or abs(hi) or 1.0
+        ax.set_xlim(min(0.0, lo - 0.05 * span) if lo >= 0 else lo - 0.05 * span, hi + 0.05 * span)
+
+
+# ----------------------------------------------------------------------------- intrathecal
 def csf_regions(arms, *, units="nM", threshold_nM=None, time_unit="d", t_max=None, decades=6):
-    """CSF concentration by region, one panel per arm.
+    """CSF concentration by region, one panel per arm, all panels on one concentration scale.
 
     Parameters
     ----------
     arms : ``{label: (SimulationResult, counts or None)}``, results with CSF outputs (regional or single).
-    threshold_nM : a horizontal target line (default: the drug's potency target, if the result has one).
+    units : ``"nM"``, ``"ng/mL"`` or ``"mg/L"``.
+    threshold_nM : a horizontal target line (default: each arm's drug potency target, if it has one).
+    time_unit : ``"h"`` or ``"d"``.
     t_max : last time shown (h or duration string); intrathecal spikes are readable over days, not months.
-    decades : orders of magnitude shown below the highest peak.
+    decades : orders of magnitude shown below the highest peak of all arms.
 
     Returns
     -------
     matplotlib.figure.Figure with one axes per arm and one line per CSF compartment.
     """
+    col, unit_label = _check_units(units)
+    scale, xlabel = _time_scale(time_unit)
     plt = _plt()
     labels = list(arms)
+    if not labels:
+        raise ParameterError("arms is empty; expected {label: (SimulationResult, counts)}")
     ncol = 2 if len(labels) > 1 else 1
     nrow = -(-len(labels) // ncol)
-    fig, axes = plt.subplots(nrow, ncol, figsize=(7.0, 2.6 * nrow + 0.6), sharex=True, squeeze=False,
-                             layout="constrained")
-    col, unit_label = _UNITS[units]
-    scale = 24.0 if time_unit == "d" else 1.0
+    fig, axes = plt.subplots(nrow, ncol, figsize=(DOUBLE_COLUMN_IN, 2.3 * nrow + 0.5), sharex=True, sharey=True,
+                             squeeze=False, layout="constrained")
     from .units import hours
 
     t_max = hours(t_max, "t_max") if t_max is not None else None
+    peak = 0.0
+    extra, peaks = {}, {}
     for ax, label in zip(axes.flat, labels):
         res = arms[label][0]
         names = [c for c in res.compartments if c.startswith("csf")]
         frame = res.to_frame(names)
         if t_max is not None:
             frame = frame[frame.time_h <= t_max]
-        peak = frame[col].max()
+        peak = max(peak, float(frame[col].max()))
         for i, name in enumerate(names):
             sub = frame[frame.compartment == name]
             y = sub[col].to_numpy().copy()
@@ -139,27 +558,55 @@ def csf_regions(arms, *, units="nM", threshold_nM=None, time_unit="d", t_max=Non
                     label=_LABELS.get(name, name))
         target = threshold_nM if threshold_nM is not None else _target(res)
         if target:
-            ax.axhline(target if units == "nM" else target * res.model.molecular_weight / 1e6 * (1e3 if units == "ng/mL" else 1),
-                       color="0.3", lw=0.9, linestyle=":")
+            value = float(_from_nM(target, units, res.model.molecular_weight))
+            (h,) = ax.plot([0, 1], [value, value], transform=ax.get_yaxis_transform(), color="0.3", lw=0.9,
+                           ls=":", gid="target")
+            extra.setdefault("target (value at right)", h)
+            ax.annotate(f"{_tick_text(value)} {unit_label}", xy=(1.0, value), xycoords=("axes fraction", "data"),
+                        xytext=(-3, 2), textcoords="offset points", ha="right", va="bottom", fontsize=7,
+                        color="0.25")
         shown = [d[0] / scale for d in res.doses if t_max is None or d[0] <= t_max]
-        ax.plot(shown, [1.0] * len(shown), "v", color="0.3", ms=3, transform=ax.get_xaxis_transform(),
-                clip_on=False)
-        ax.set_yscale("log")
-        if peak > 0:
-            ax.set_ylim(peak / 10.0 ** decades, peak * 3)
+        if shown:
+            (h,) = ax.plot(shown, [1.0] * len(shown), "v", color="0.3", ms=3.5, transform=ax.get_xaxis_transform(),
+                           clip_on=False)
+            extra.setdefault("dose", h)
         ax.set_title(label, fontsize=9)
-        ax.grid(True, alpha=0.3)
-        ax.set_ylabel(f"CSF ({unit_label})")
-    xlabel = "time (days)" if time_unit == "d" else "time (h)"
+        _tidy(ax)
+        peaks[label] = frame.groupby("compartment")[col].max()
+    if peak > 0:
+        floor = peak / 10.0 ** decades
+        axes.flat[0].set_ylim(floor, peak * 3)
+        for ax, label in zip(axes.flat, labels):  # say which regions stay below the axis, not leave them missing
+            low = [f"{_LABELS.get(c, c).removeprefix('CSF ')} ({_tick_text(v)})" for c, v in peaks[label].items()
+                   if v < floor]
+            if low:
+                ax.annotate(f"peak below axis, {unit_label}: " + ", ".join(low), xy=(0.99, 0.97),
+                            xycoords="axes fraction", ha="right", va="top", fontsize=6.5, color="0.3")
+    for ax in axes.flat[:len(labels)]:
+        _log_axis(ax, "y")
+    for ax in axes[:, 0]:
+        ax.set_ylabel(f"CSF concentration ({unit_label})", fontsize=9)
     for ax in axes[-1]:
-        ax.set_xlabel(xlabel)
-    for k, ax in enumerate(list(axes.flat)[len(labels):], start=len(labels)):
-        ax.set_visible(False)
+        ax.set_xlabel(xlabel, fontsize=9)
+    empty = list(axes.flat)[len(labels):]
+    for k, ax in enumerate(empty, start=len(labels)):
+        ax.axis("off")  # kept (not hidden) so that the legend can sit in the first empty slot
         above = axes.flat[k - ncol]  # the panel above an empty slot carries the time axis
         above.xaxis.set_tick_params(labelbottom=True)
-        above.set_xlabel(xlabel)
-    handles, names = axes.flat[0].get_legend_handles_labels()
-    fig.legend(handles, names, loc="outside lower center", ncol=len(names), frameon=False, fontsize=8)
+        above.set_xlabel(xlabel, fontsize=9)
+    handles, names = [], []
+    for ax in axes.flat[:len(labels)]:  # every region drawn in any panel, once
+        for h, n in zip(*ax.get_legend_handles_labels()):
+            if n not in names:
+                handles.append(h)
+                names.append(n)
+    handles += list(extra.values())
+    names += list(extra)
+    if empty:
+        empty[0].legend(handles, names, loc="center", frameon=False, fontsize=_FONT)
+    else:
+        fig.legend(handles, names, loc="outside lower center", ncol=min(len(names), 4), frameon=False,
+                   fontsize=_FONT)
     return fig
 
 
@@ -167,34 +614,44 @@ def blood_course(arms, *, lineage="leukocytes", time_unit="d"):
     """Blood counts over time per arm (top) and the doses actually given (bottom).
 
     ``arms`` maps a label to ``(SimulationResult, counts)`` with counts from
-    ``csfpk.myelosuppression.blood_counts`` or an escalation result. CTCAE grade ≥ 3 is shaded.
+    ``csfpk.myelosuppression.blood_counts`` or an escalation result. CTCAE grade ≥ 3 is shaded and
+    the grade 1–4 lower limits are dotted. Arms drawn first get wider lines and larger open markers,
+    so arms with identical courses (lumbar vs Ommaya dosing of the same drug) stay visible.
     """
+    scale, xlabel = _time_scale(time_unit)
     plt = _plt()
     from .myelosuppression import load_myelosuppression
 
     lin = load_myelosuppression().lineages[lineage]
-    fig, (ax, axd) = plt.subplots(2, 1, figsize=(7.0, 5.0), sharex=True, height_ratios=(2.2, 1.0),
+    fig, (ax, axd) = plt.subplots(2, 1, figsize=(DOUBLE_COLUMN_IN, 4.6), sharex=True, height_ratios=(2.2, 1.0),
                                   layout="constrained")
-    scale = 24.0 if time_unit == "d" else 1.0
+    n = len(arms)
     for i, (label, (res, counts)) in enumerate(arms.items()):
         sub = counts[counts.lineage == lineage]
         ax.plot(sub.time_h / scale, sub.count_1e9_L, color=PALETTE[i % len(PALETTE)],
-                linestyle=LINESTYLES[i % len(LINESTYLES)], lw=1.4, label=label)
+                linestyle=LINESTYLES[i % len(LINESTYLES)], lw=1.3 + 1.1 * (n - 1 - i) / max(n - 1, 1), label=label)
         t = [d[0] / scale for d in res.doses]
-        axd.plot(t, [d[2] for d in res.doses], marker="os^Dv<>p"[i % 8], linestyle="none", ms=4,
-                 color=PALETTE[i % len(PALETTE)], label=label)
-    ax.axhspan(0, lin.thresholds[2], color="0.85", zorder=0)
-    ax.annotate("CTCAE grade ≥ 3", xy=(0.99, lin.thresholds[2]), xycoords=("axes fraction", "data"),
-                xytext=(0, -3), textcoords="offset points", ha="right", va="top", fontsize=8, color="0.3")
+        axd.plot(t, [d[2] for d in res.doses], marker=MARKERS[i % len(MARKERS)], linestyle="none",
+                 ms=4 + 4 * (n - 1 - i) / max(n - 1, 1), mfc="none", mew=1.1, color=PALETTE[i % len(PALETTE)],
+                 label=label)
+    ax.axhspan(0, lin.thresholds[2], color="0.88", zorder=0)
     for g, thr in enumerate(lin.thresholds, start=1):
-        ax.axhline(thr, color="0.6", lw=0.6, linestyle=":")
+        ax.axhline(thr, color="0.6", lw=0.6, linestyle=":", zorder=0)
+        ax.annotate(f"G{g}", xy=(1.0, thr), xycoords=("axes fraction", "data"), xytext=(3, 0),
+                    textcoords="offset points", ha="left", va="center", fontsize=7, color="0.35")
+    ax.annotate("CTCAE grade ≥ 3", xy=(0.99, lin.thresholds[2]), xycoords=("axes fraction", "data"),
+                xytext=(0, -3), textcoords="offset points", ha="right", va="top", fontsize=_FONT, color="0.3")
     ax.set_ylim(0, max(lin.circ0 * 1.25, ax.get_ylim()[1]))
-    ax.set_ylabel(f"{lineage} (10⁹/L)")
-    ax.grid(True, alpha=0.3)
-    fig.legend(*ax.get_legend_handles_labels(), loc="outside upper center", frameon=False, fontsize=8, ncol=2)
-    axd.set_ylabel("dose given (mg)")
-    axd.set_xlabel("time (days)" if time_unit == "d" else "time (h)")
-    axd.grid(True, alpha=0.3)
+    ax.set_ylabel(f"{lineage} (10⁹/L)", fontsize=9)
+    _tidy(ax)
+    fig.legend(*ax.get_legend_handles_labels(), loc="outside upper center", frameon=False, fontsize=_FONT, ncol=2)
+    axd.set_ylabel("dose given (mg)", fontsize=9)
+    axd.set_xlabel(xlabel, fontsize=9)
+    axd.set_ylim(0, None)
+    if time_unit == "d":
+        t_last = max((float(c.time_h.max()) for _, c in arms.values()), default=0.0)
+        _time_ticks(axd, t_last / 24.0)
+    _tidy(axd)
     return fig
 
 

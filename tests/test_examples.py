@@ -1,0 +1,36 @@
+"""Every example script runs in a fresh folder with small inputs and writes its table and figures (issue 5)."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+CASES = {
+    "high_dose_tki.py": (["--n", "20", "--out", "run"],
+                         ["run/summary.csv", "run/summary.png", "run/manifest.json"]),
+    "intrathecal_protocol.py": (["--weeks", "4", "--out", "it"],
+                                ["it/exposure.csv", "it/doses_given.csv", "it/csf_by_region.png", "it/leukocytes.png"]),
+    "route_comparison.py": (["--out", "routes"], ["routes/route_exposure.csv", "routes/routes_csf.png"]),
+}
+
+
+def test_every_example_is_covered():
+    assert sorted(p.name for p in EXAMPLES.glob("*.py")) == sorted(CASES)
+
+
+@pytest.mark.parametrize("script", sorted(CASES))
+def test_example_writes_its_outputs(script, tmp_path):
+    args, outputs = CASES[script]
+    env = dict(os.environ, MPLBACKEND="Agg")
+    proc = subprocess.run([sys.executable, str(EXAMPLES / script), *args], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "wrote" in proc.stdout
+    for rel in outputs:
+        path = tmp_path / rel
+        assert path.is_file(), f"{script} did not write {rel}"
+        assert path.stat().st_size > (5000 if rel.endswith(".png") else 50), f"{rel} is (nearly) empty"
