@@ -316,7 +316,7 @@ def _open_folder(out, spec, h, chunk, curves, overwrite):
         except (OSError, ValueError) as exc:
             raise RunFolderError(f"{manifest}: unreadable ({exc}); choose a new --out or pass --overwrite") from None
         if overwrite:
-            for name in ("scenarios", "manifest.json", "summary.csv", "curves_summary.csv", "summary.png"):
+            for name in ("scenarios", "manifest.json", "summary.csv", "curves_summary.csv", "summary.png", "figures"):
                 p = os.path.join(out, name)
                 if os.path.isdir(p):
                     shutil.rmtree(p)

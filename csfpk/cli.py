@@ -10,6 +10,7 @@ from .errors import CsfpkError
 
 EPILOG_MAIN = """examples:
   csfpk compare high_dose_tki --out runs/high_dose_tki
+  csfpk plot runs/high_dose_tki
   csfpk drugs
   csfpk simulate erlotinib --amt 150 --ii 24h --n 28 --out runs/erlotinib
   csfpk simulate osimertinib --amt 160 --ii 1d --n 28 --csv osi.csv --plot osi.png

@@ -3,7 +3,9 @@
 Runs the sweep ``params/sweeps/high_dose_tki.toml`` (erlotinib 150 mg daily vs 1500 mg weekly vs
 200–600 mg every 2–4 days; gefitinib 250 vs 750/1000 mg; osimertinib 80 vs 160 mg; alectinib 600
 vs 900 mg bid; 28 days) over a virtual population, prints the summary table and writes
-``summary.csv``, ``summary.png`` and the per-subject Parquet files to the output folder.
+``summary.csv``, ``summary.png``, the per-subject Parquet files and, in ``figures/``, the
+comparison panels (CSF trough, CSF average, % time above target, plasma AUC) and the CSF
+population bands of each drug.
 
     python examples/high_dose_tki.py                      # 200 subjects per regimen
     python examples/high_dose_tki.py --n 10000 --out runs/tki_10k
@@ -19,6 +21,7 @@ import pandas as pd  # noqa: E402
 
 import csfpk  # noqa: E402
 from csfpk.batch import plot_summary  # noqa: E402
+from csfpk.figures import write_figures  # noqa: E402
 
 
 def main(argv=None):
@@ -28,11 +31,14 @@ def main(argv=None):
     ap.add_argument("--out", default="runs/high_dose_tki", help="run folder (default runs/high_dose_tki)")
     ap.add_argument("--overwrite", action="store_true", help="replace a finished run in --out")
     args = ap.parse_args(argv)
-    res = csfpk.run_sweep("high_dose_tki", args.out, n=args.n, seed=args.seed, overwrite=args.overwrite)
+    res = csfpk.run_sweep("high_dose_tki", args.out, n=args.n, seed=args.seed, overwrite=args.overwrite,
+                          curves=True)
     with pd.option_context("display.width", 200, "display.max_columns", 20):
         print(res.table.to_string(index=False))
     plot_summary(res, os.path.join(args.out, "summary.png"))
-    print(f"wrote {args.out}/summary.csv, {args.out}/summary.png and per-subject metrics under {args.out}/scenarios/")
+    figures = write_figures(args.out)
+    print(f"wrote {args.out}/summary.csv, {args.out}/summary.png, per-subject metrics under {args.out}/scenarios/ "
+          f"and {len(figures)} figures under {args.out}/figures/")
 
 
 if __name__ == "__main__":
