@@ -21,8 +21,7 @@ Optionally every ``curve_stride``-th grid sample is written to ``curves[s]``.
 import numpy as np
 from numba import njit, prange
 
-from .exact import _matvec_add, apply_action, rates_active
-from .expm import propagators
+from .exact import advance, apply_action, new_stepper, rates_active
 
 OBS, BOLUS, RATE, RESET, SS_TRAIN, INF_PART, SS_CONST = range(7)
 OK, NONFINITE, SINGULAR = 0, 2, 5
@@ -39,14 +38,8 @@ def _subject(K, n_dyn, kind, time, cmt, value, aux, grid_step, dose_scale, out_s
     y = np.zeros(n)
     r = np.zeros(n)
     use_r = False
-    if grid_step > 0.0:
-        Eg, Pg = propagators(K, grid_step)
-    else:
-        Eg, Pg = np.eye(n), np.zeros((n, n))
-    hc = -1.0
-    Ec, Pc = np.eye(n), np.zeros((n, n))
+    E, P, meta = new_stepper(K, grid_step)
     t = 0.0
-    tol = 1e-12 * max(1.0, grid_step)
     prev = np.zeros(n_out)
     prev_t = 0.0
     for o in range(n_out):
@@ -59,14 +52,7 @@ def _subject(K, n_dyn, kind, time, cmt, value, aux, grid_step, dose_scale, out_s
     for a in range(kind.shape[0]):
         h = time[a] - t
         if h > 0.0:
-            if grid_step > 0.0 and abs(h - grid_step) <= tol:
-                _matvec_add(Eg, x, Pg, r, use_r, y)
-            else:
-                if h != hc:
-                    Ec, Pc = propagators(K, h)
-                    hc = h
-                _matvec_add(Ec, x, Pc, r, use_r, y)
-            x, y = y, x
+            advance(K, h, E, P, meta, x, y, r, use_r)
             t = time[a]
         k = kind[a]
         c = cmt[a]

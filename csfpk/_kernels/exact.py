@@ -5,9 +5,9 @@ dx/dt = K·x + r has the exact solution
 
     x(t + h) = E(h)·x(t) + Φ(h)·r,     E(h) = exp(K·h),  Φ(h) = ∫₀ʰ exp(K·s) ds
 
-(``csfpk._kernels.expm.propagators``). E and Φ of the regular output step are computed once per
-subject; other gaps (doses between grid points) are computed when met and cached for the next
-gap of the same length. Action semantics are documented in ``csfpk.schedule``; steady states use
+(``csfpk._kernels.expm.propagators``). E of the regular output step is computed once per subject
+(Φ only once an infusion runs); other gaps (doses between grid points) are computed when met and
+cached for the next gap of the same length (``new_stepper``, ``advance``). Action semantics are documented in ``csfpk.schedule``; steady states use
 
     SS_TRAIN:  x_dyn += E(u0)·(I − E(ii))⁻¹·v      (sum over the infinite train of past doses)
     SS_CONST:  x_dyn += −K_dyn⁻¹·r·e_c              (constant infusion at steady state)
@@ -18,23 +18,57 @@ on the non-sink block (sinks accumulate without bound at steady state and are le
 import numpy as np
 from numba import njit, prange
 
-from .expm import propagators
+from .expm import expm, propagators
 
 OBS, BOLUS, RATE, RESET, SS_TRAIN, INF_PART, SS_CONST = range(7)
 OK, NONFINITE, SINGULAR = 0, 2, 5
 
 
 @njit(cache=True, nogil=True)
-def _matvec_add(E, x, P, r, use_r, y):
+def new_stepper(K, grid_step):
+    """Propagator cache for ``advance``: E, P of shape (2, n, n) (slot 0 the grid step, slot 1 the
+    last other gap) and meta = [grid_step, grid Φ ready, gap h, gap Φ ready]. Only exp(K·dt) is
+    computed up front; Φ (the 2n×2n block exponential) waits until an infusion is running."""
+    n = K.shape[0]
+    E = np.zeros((2, n, n))
+    P = np.zeros((2, n, n))
+    meta = np.array([grid_step, 0.0, -1.0, 0.0])
+    if grid_step > 0.0:
+        E[0] = expm(K * grid_step)
+    return E, P, meta
+
+
+@njit(cache=True, nogil=True)
+def advance(K, h, E, P, meta, x, y, r, use_r):
+    """x ← E(h)·x + Φ(h)·r over a gap h > 0 (module docstring), y as scratch."""
     n = x.shape[0]
+    step = meta[0]
+    slot = 0 if (step > 0.0 and abs(h - step) <= 1e-12 * max(1.0, step)) else 1
+    if slot == 1 and h != meta[2]:
+        meta[2] = h
+        meta[3] = 0.0
+        if use_r:
+            E1, P1 = propagators(K, h)
+            E[1] = E1
+            P[1] = P1
+            meta[3] = 1.0
+        else:
+            E[1] = expm(K * h)
+    elif use_r and meta[1 + 2 * slot] == 0.0:
+        Eh, Ph = propagators(K, step if slot == 0 else h)
+        E[slot] = Eh
+        P[slot] = Ph
+        meta[1 + 2 * slot] = 1.0
     for i in range(n):
         s = 0.0
         for j in range(n):
-            s += E[i, j] * x[j]
+            s += E[slot, i, j] * x[j]
         if use_r:
             for j in range(n):
-                s += P[i, j] * r[j]
+                s += P[slot, i, j] * r[j]
         y[i] = s
+    for i in range(n):  # copy, not swap: swapping arrays costs refcount updates per step
+        x[i] = y[i]
 
 
 @njit(cache=True, nogil=True)
@@ -105,29 +139,18 @@ def run_subject(K, n_dyn, kind, time, cmt, value, aux, grid_step, out):
     y = np.zeros(n)
     r = np.zeros(n)
     use_r = False
-    if grid_step > 0.0:
-        Eg, Pg = propagators(K, grid_step)
-    else:
-        Eg, Pg = np.eye(n), np.zeros((n, n))
-    hc = -1.0
-    Ec, Pc = np.eye(n), np.zeros((n, n))
+    E, P, meta = new_stepper(K, grid_step)
     t = 0.0
-    tol = 1e-12 * max(1.0, grid_step)
     for a in range(kind.shape[0]):
         h = time[a] - t
         if h > 0.0:
-            if grid_step > 0.0 and abs(h - grid_step) <= tol:
-                _matvec_add(Eg, x, Pg, r, use_r, y)
-            else:
-                if h != hc:
-                    Ec, Pc = propagators(K, h)
-                    hc = h
-                _matvec_add(Ec, x, Pc, r, use_r, y)
-            x, y = y, x
+            advance(K, h, E, P, meta, x, y, r, use_r)
             t = time[a]
         k = kind[a]
         if k == OBS:
-            out[int(value[a]), :] = x
+            row = int(value[a])
+            for i in range(n):
+                out[row, i] = x[i]
         else:
             code = apply_action(k, cmt[a], value[a], aux[a], K, n_dyn, x, r)
             if code != OK:
