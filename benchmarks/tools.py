@@ -150,7 +150,7 @@ def scipy_odeint(w, Ks, nls, tol):
             for c, amt in doses:
                 x[c] += amt
             ts = np.concatenate(([t0], grid[rows]))
-            y, info = odeint(lambda x_, t_: f(t_, x_), x, ts, Dfun=lambda x_, t_: jac(t_, x_), rtol=tol["rtol"],
+            y, info = odeint(lambda x_, t_, f=f: f(t_, x_), x, ts, Dfun=lambda x_, t_, jac=jac: jac(t_, x_), rtol=tol["rtol"],
                              atol=tol["atol"], mxstep=100_000, full_output=True)
             if info["message"] != "Integration successful.":
                 status[s] = 1

@@ -6,6 +6,7 @@ every tool receives the same rate matrices ``Ks`` (S, n, n) and nonlinear parame
 (S, NL_SIZE). Building the population is common setup and is not timed for any tool.
 """
 
+import itertools
 import math
 from dataclasses import dataclass, field
 
@@ -57,7 +58,7 @@ class Workload:
     @property
     def grid(self):
         if "grid" not in self._cache:
-            n = int(round(self.t_end / self.dt))
+            n = round(self.t_end / self.dt)
             self._cache["grid"] = self.dt * np.arange(n + 1)
         return self._cache["grid"]
 
@@ -108,7 +109,7 @@ class Workload:
         dose_times = sorted(set(tl.time[bolus].tolist()))
         bounds = sorted(set([0.0] + dose_times + [float(grid[-1])]))
         segs = []
-        for a, b in zip(bounds[:-1], bounds[1:]):
+        for a, b in itertools.pairwise(bounds):
             here = bolus & (tl.time == a)
             doses = [(int(c), float(v)) for c, v in zip(tl.cmt[here], tl.value[here])]
             rows = np.nonzero((grid > a) & (grid <= b))[0]
@@ -126,7 +127,7 @@ def _it_layout():
     try:
         csfpk.build_model(csfpk.load_drug("methotrexate"), csf_layout="regional")
         return "regional", "csf_lumbar", ""
-    except Exception as exc:  # the regional layout is optional for this workload; say why it is absent
+    except csfpk.CsfpkError as exc:  # the regional layout is optional here; say why it is absent
         return "single", "csf", f"regional CSF layout unavailable ({exc}); single layout used"
 
 

@@ -11,6 +11,7 @@ from .errors import CsfpkError
 EPILOG_MAIN = """examples:
   csfpk compare high_dose_tki --out runs/high_dose_tki
   csfpk plot runs/high_dose_tki
+  csfpk bench --quick
   csfpk drugs
   csfpk simulate erlotinib --amt 150 --ii 24h --n 28 --out runs/erlotinib
   csfpk simulate osimertinib --amt 160 --ii 1d --n 28 --csv osi.csv --plot osi.png
@@ -60,10 +61,36 @@ def _parser():
 
     add_plot_parser(sub)
 
+    _add_bench(sub)
+
     v = sub.add_parser("validate", help="load and check every parameter file",
                        epilog="example:\n  csfpk validate", formatter_class=argparse.RawDescriptionHelpFormatter)
     v.set_defaults(func=_cmd_validate)
     return p
+
+
+def _add_bench(sub):
+    """``csfpk bench``: the repository's benchmarks/ folder (beside csfpk/, not installed with it)."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    try:
+        if (root / "benchmarks" / "cli.py").is_file() and str(root) not in sys.path:
+            sys.path.append(str(root))
+        from benchmarks.cli import add_bench_parser
+    except ImportError as exc:
+        reason = str(exc)
+        b = sub.add_parser("bench", help="kernel benchmarks (needs a source checkout of csfpk)")
+        b.add_argument("rest", nargs=argparse.REMAINDER)
+
+        def missing(args):
+            raise CsfpkError(f"csfpk bench needs the benchmarks/ folder of the csfpk repository beside the package "
+                             f"(looked in {root}); install csfpk from a source checkout with 'pip install -e .' "
+                             f"or run 'python -m benchmarks' there ({reason})")
+
+        b.set_defaults(func=missing)
+        return
+    add_bench_parser(sub)
 
 
 def _cmd_drugs(args):
