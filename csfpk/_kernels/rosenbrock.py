@@ -46,6 +46,7 @@ import numpy as np
 from numba import njit
 
 from csfpk._kernels.rhs import jacobian, rhs, time_derivative
+from csfpk._kernels.stepping import _all_finite, _initial_step
 
 STATUS_OK = 0
 STATUS_NONFINITE = 2
@@ -105,14 +106,6 @@ H35 = -6.594389125716872
 
 
 @njit(cache=True, nogil=True)
-def _all_finite(v):
-    for i in range(v.shape[0]):
-        if not np.isfinite(v[i]):
-            return False
-    return True
-
-
-@njit(cache=True, nogil=True)
 def _lu_factor(A, piv):
     """In-place LU factorisation with partial pivoting (Doolittle). False if singular."""
     n = A.shape[0]
@@ -162,42 +155,6 @@ def _lu_solve(LU, piv, b):
         for j in range(i + 1, n):
             s -= LU[i, j] * b[j]
         b[i] = s / LU[i, i]
-
-
-@njit(cache=True, nogil=True)
-def _initial_step(t0, t1, x, f0, K, r, nl, rtol, atol, order, y1, f1):
-    """Hairer's starting-step heuristic (HNW I §II.4), as scipy's ``select_initial_step``."""
-    n = x.shape[0]
-    span = t1 - t0
-    d0 = 0.0
-    d1 = 0.0
-    for i in range(n):
-        sc = atol + rtol * abs(x[i])
-        d0 += (x[i] / sc) ** 2
-        d1 += (f0[i] / sc) ** 2
-    d0 = np.sqrt(d0 / n)
-    d1 = np.sqrt(d1 / n)
-    if d0 < 1e-5 or d1 < 1e-5:
-        h0 = 1e-6
-    else:
-        h0 = 0.01 * d0 / d1
-    h0 = min(h0, span)
-    for i in range(n):
-        y1[i] = x[i] + h0 * f0[i]
-    rhs(t0 + h0, y1, K, r, nl, f1)
-    d2 = 0.0
-    for i in range(n):
-        sc = atol + rtol * abs(x[i])
-        d2 += ((f1[i] - f0[i]) / sc) ** 2
-    d2 = np.sqrt(d2 / n) / h0
-    if d1 <= 1e-15 and d2 <= 1e-15:
-        h1 = max(1e-6, h0 * 1e-3)
-    else:
-        h1 = (0.01 / max(d1, d2)) ** (1.0 / (order + 1.0))
-    h = min(100.0 * h0, h1, span)
-    if not (h > 0.0):
-        h = span
-    return h
 
 
 @njit(cache=True, nogil=True)
