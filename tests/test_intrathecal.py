@@ -10,7 +10,7 @@ import csfpk
 from csfpk.drug import Drug, PlasmaPK
 from csfpk.errors import ParameterError, ScheduleError
 from csfpk.escalation import Escalation, run_escalation
-from csfpk.myelosuppression import Lineage, blood_counts, counts_along, load_myelosuppression
+from csfpk.myelosuppression import blood_counts, counts_along, load_myelosuppression
 from csfpk.protocols import list_regimens, load_regimen
 from csfpk.regimen import Record, Regimen
 from csfpk.simulation import solve

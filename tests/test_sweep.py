@@ -1,6 +1,5 @@
 """Sweep files: the shipped sweeps load; bad files fail before any work and leave no folder."""
 
-import os
 import subprocess
 import sys
 

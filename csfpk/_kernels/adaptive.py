@@ -15,12 +15,11 @@ import numpy as np
 from numba import njit, prange
 
 from .dopri5 import dopri5_segment
-from .exact import apply_action
+from .exact import apply_simple
 from .rosenbrock import rodas_segment
 
 OBS, BOLUS, RATE, RESET = 0, 1, 2, 3
 DOPRI5, RODAS = 0, 1
-_NO_AUX = np.zeros(3)
 OK, NONFINITE, UNSUPPORTED = 0, 2, 6
 
 
@@ -49,7 +48,9 @@ def run_subject(method, K, nl, kind, time, cmt, value, rtol, atol, max_steps, ou
             if t_target - t <= 1e-13 * max(1.0, abs(t_target)):
                 # a gap below rounding (e.g. a lag of 1e-177 h): nothing to integrate
                 for i in range(cnt):
-                    out[int(value[a + i]), :] = x
+                    row = int(value[a + i])
+                    for j in range(n):  # element loops: slice assignment is slow to compile
+                        out[row, j] = x[j]
                 t = t_target
                 a = e
                 continue
@@ -60,7 +61,9 @@ def run_subject(method, K, nl, kind, time, cmt, value, rtol, atol, max_steps, ou
             if status != OK:
                 return status
             for i in range(cnt):
-                out[int(value[a + i]), :] = xobs[i]
+                row = int(value[a + i])
+                for j in range(n):
+                    out[row, j] = xobs[i, j]
             t = t_target
             a = e
             continue
@@ -68,9 +71,11 @@ def run_subject(method, K, nl, kind, time, cmt, value, rtol, atol, max_steps, ou
         c = cmt[a]
         v = value[a]
         if k == OBS:
-            out[int(v), :] = x
+            row = int(v)
+            for j in range(n):
+                out[row, j] = x[j]
         elif k == BOLUS or k == RATE or k == RESET:
-            apply_action(k, c, v, _NO_AUX, K, 0, x, r)
+            apply_simple(k, c, v, x, r)
             h = 0.0  # restart step-size selection after a discontinuity
         else:
             return UNSUPPORTED

@@ -37,7 +37,7 @@ def _subject(K, n_dyn, kind, time, cmt, value, aux, grid_step, dose_scale, out_s
     x = np.zeros(n)
     y = np.zeros(n)
     r = np.zeros(n)
-    use_r = False
+    use_r = rates_active(r)  # False; a call, not a literal: numba would compile a Literal[bool] variant of advance
     E, P, meta = new_stepper(K, grid_step)
     t = 0.0
     prev = np.zeros(n_out)

@@ -6,7 +6,7 @@ dx/dt = K·x + r has the exact solution
     x(t + h) = E(h)·x(t) + Φ(h)·r,     E(h) = exp(K·h),  Φ(h) = ∫₀ʰ exp(K·s) ds
 
 (``csfpk._kernels.expm.propagators``). E of the regular output step is computed once per subject
-(Φ only once an infusion runs); other gaps (doses between grid points) are computed when met and
+(when first used; Φ only once an infusion runs); other gaps (doses between grid points) are computed when met and
 cached for the next gap of the same length (``new_stepper``, ``advance``). Action semantics are documented in ``csfpk.schedule``; steady states use
 
     SS_TRAIN:  x_dyn += E(u0)·(I − E(ii))⁻¹·v      (sum over the infinite train of past doses)
@@ -19,22 +19,47 @@ import numpy as np
 from numba import njit, prange
 
 from .expm import expm, propagators
+from .linalg import lu_det, lu_factor, lu_solve
 
 OBS, BOLUS, RATE, RESET, SS_TRAIN, INF_PART, SS_CONST = range(7)
 OK, NONFINITE, SINGULAR = 0, 2, 5
 
 
 @njit(cache=True, nogil=True)
+def _fill(K, h, E, P, slot, with_phi):
+    """E[slot] ← exp(K·h) and, when ``with_phi``, P[slot] ← Φ(h) from the block exponential of
+    ``expm.propagators`` (one ``expm`` call site; element loops, since assigning an array into a
+    slice costs seconds of numba compile time per call site)."""
+    n = K.shape[0]
+    m = 2 * n if with_phi else n
+    M = np.zeros((m, m))
+    for i in range(n):
+        for j in range(n):
+            M[i, j] = K[i, j] * h
+        if with_phi:
+            M[i, n + i] = h
+    X = expm(M)
+    for i in range(n):
+        for j in range(n):
+            E[slot, i, j] = X[i, j]
+            if with_phi:
+                P[slot, i, j] = X[i, n + j]
+
+
+@njit(cache=True, nogil=True)
 def new_stepper(K, grid_step):
     """Propagator cache for ``advance``: E, P of shape (2, n, n) (slot 0 the grid step, slot 1 the
-    last other gap) and meta = [grid_step, grid Φ ready, gap h, gap Φ ready]. Only exp(K·dt) is
-    computed up front; Φ (the 2n×2n block exponential) waits until an infusion is running."""
+    last other gap) and meta = [grid_step, grid slot state, gap h, gap slot state], state 0 empty,
+    1 E(h) ready, 2 E(h) and Φ(h) ready. Propagators are computed when first needed; Φ (the 2n×2n
+    block exponential) only once an infusion is running."""
     n = K.shape[0]
     E = np.zeros((2, n, n))
     P = np.zeros((2, n, n))
-    meta = np.array([grid_step, 0.0, -1.0, 0.0])
-    if grid_step > 0.0:
-        E[0] = expm(K * grid_step)
+    meta = np.empty(4)
+    meta[0] = grid_step
+    meta[1] = 0.0
+    meta[2] = -1.0
+    meta[3] = 0.0
     return E, P, meta
 
 
@@ -47,18 +72,10 @@ def advance(K, h, E, P, meta, x, y, r, use_r):
     if slot == 1 and h != meta[2]:
         meta[2] = h
         meta[3] = 0.0
-        if use_r:
-            E1, P1 = propagators(K, h)
-            E[1] = E1
-            P[1] = P1
-            meta[3] = 1.0
-        else:
-            E[1] = expm(K * h)
-    elif use_r and meta[1 + 2 * slot] == 0.0:
-        Eh, Ph = propagators(K, step if slot == 0 else h)
-        E[slot] = Eh
-        P[slot] = Ph
-        meta[1 + 2 * slot] = 1.0
+    need = 2.0 if use_r else 1.0
+    if meta[1 + 2 * slot] < need:
+        _fill(K, step if slot == 0 else h, E, P, slot, use_r)
+        meta[1 + 2 * slot] = need
     for i in range(n):
         s = 0.0
         for j in range(n):
@@ -81,13 +98,9 @@ def rates_active(r):
 
 
 @njit(cache=True, nogil=True)
-def apply_action(k, c, v, aux, K, n_dyn, x, r):
-    """Apply one non-OBS action (``csfpk.schedule``) to the state x and rates r, in place.
-
-    ``aux`` is the action's row (u0, ii, D) for SS_TRAIN and (u, ·, ·) for INF_PART. Returns a
-    status code (SINGULAR when a steady state does not exist).
-    """
-    n = x.shape[0]
+def apply_simple(k, c, v, x, r):
+    """Apply a BOLUS, RATE or RESET action (``csfpk.schedule``) to x and r, in place (the actions
+    that need no propagator; ``adaptive`` uses only these)."""
     if k == BOLUS:
         x[c] += v
     elif k == RATE:
@@ -95,8 +108,22 @@ def apply_action(k, c, v, aux, K, n_dyn, x, r):
         # an infusion ending exactly cancels its start; clear rounding residue
         r[c] = 0.0 if abs(new) <= 1e-12 * abs(v) else new
     elif k == RESET:
-        x[:] = 0.0
-        r[:] = 0.0
+        for i in range(x.shape[0]):
+            x[i] = 0.0
+            r[i] = 0.0
+
+
+@njit(cache=True, nogil=True)
+def apply_action(k, c, v, aux, K, n_dyn, x, r):
+    """Apply one non-OBS action (``csfpk.schedule``) to the state x and rates r, in place.
+
+    ``aux`` is the action's row (u0, ii, D) for SS_TRAIN and (u, ·, ·) for INF_PART. Returns a
+    status code (SINGULAR when a steady state does not exist: the LU factorisation of the
+    system matrix (``linalg``) meets a zero pivot or |det| < 1e-300).
+    """
+    n = x.shape[0]
+    if k == BOLUS or k == RATE or k == RESET:
+        apply_simple(k, c, v, x, r)
     elif k == SS_TRAIN:
         u0, ii, dur = aux[0], aux[1], aux[2]
         vec = np.zeros(n_dyn)
@@ -107,27 +134,37 @@ def apply_action(k, c, v, aux, K, n_dyn, x, r):
         else:
             vec[c] = v
         Ei, _ = propagators(K, ii)
-        A = np.eye(n_dyn) - np.ascontiguousarray(Ei[:n_dyn, :n_dyn])
-        if abs(np.linalg.det(A)) < 1e-300:
-            return SINGULAR
-        z = np.linalg.solve(A, vec)
-        Eu, _ = propagators(K, u0)
-        z2 = np.ascontiguousarray(Eu[:n_dyn, :n_dyn]) @ z
+        A = np.empty((n_dyn, n_dyn))
         for i in range(n_dyn):
-            x[i] += z2[i]
+            for j in range(n_dyn):
+                A[i, j] = (1.0 if i == j else 0.0) - Ei[i, j]
+        piv = np.empty(n_dyn, dtype=np.int64)
+        if not lu_factor(A, piv) or abs(lu_det(A, piv)) < 1e-300:
+            return SINGULAR
+        lu_solve(A, piv, vec)
+        Eu, _ = propagators(K, u0)
+        for i in range(n_dyn):
+            s = 0.0
+            for j in range(n_dyn):
+                s += Eu[i, j] * vec[j]
+            x[i] += s
     elif k == INF_PART:
         _, Pu = propagators(K, aux[0])
         for i in range(n):
             x[i] += Pu[i, c] * v
     elif k == SS_CONST:
-        A = -np.ascontiguousarray(K[:n_dyn, :n_dyn])
-        if abs(np.linalg.det(A)) < 1e-300:
+        A = np.empty((n_dyn, n_dyn))
+        for i in range(n_dyn):
+            for j in range(n_dyn):
+                A[i, j] = -K[i, j]
+        piv = np.empty(n_dyn, dtype=np.int64)
+        if not lu_factor(A, piv) or abs(lu_det(A, piv)) < 1e-300:
             return SINGULAR
         rhs = np.zeros(n_dyn)
         rhs[c] = v
-        z = np.linalg.solve(A, rhs)
+        lu_solve(A, piv, rhs)
         for i in range(n_dyn):
-            x[i] += z[i]
+            x[i] += rhs[i]
     return OK
 
 
@@ -138,7 +175,7 @@ def run_subject(K, n_dyn, kind, time, cmt, value, aux, grid_step, out):
     x = np.zeros(n)
     y = np.zeros(n)
     r = np.zeros(n)
-    use_r = False
+    use_r = rates_active(r)  # False; a call, not a literal: numba would compile a Literal[bool] variant of advance
     E, P, meta = new_stepper(K, grid_step)
     t = 0.0
     for a in range(kind.shape[0]):

@@ -39,7 +39,8 @@ def run(times, conc, circ0, mtt, gamma, slope, substeps, out):
     k3 = np.empty(5)
     k4 = np.empty(5)
     tmp = np.empty(5)
-    out[0, :] = y
+    for j in range(5):  # element loops: slice assignment is slow to compile
+        out[0, j] = y[j]
     for i in range(times.shape[0] - 1):
         h = (times[i + 1] - times[i]) / substeps
         for s in range(substeps):
@@ -62,5 +63,6 @@ def run(times, conc, circ0, mtt, gamma, slope, substeps, out):
             _f(tmp, e1, ktr, circ0, gamma, k4)
             for j in range(5):
                 y[j] += h / 6.0 * (k1[j] + 2.0 * k2[j] + 2.0 * k3[j] + k4[j])
-        out[i + 1, :] = y
+        for j in range(5):
+            out[i + 1, j] = y[j]
     return 0

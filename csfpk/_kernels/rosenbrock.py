@@ -4,7 +4,7 @@ Method (Hairer & Wanner, *Solving Ordinary Differential Equations II*, 2nd ed., 
 Table 4.2 ("RODAS"), and Hairer's Fortran code ``rodas.f``, subroutine ``RODAS4``/``ROCOE``
 with METH = 1). With γ = 1/4, J = ∂f/∂y(t, y), f_t = ∂f/∂t(t, y) (analytic, ``rhs.jacobian`` and
 ``rhs.time_derivative``) and the matrix E = I/(h·γ) − J, each step solves six linear systems with
-the same LU factorisation of E::
+the same LU factorisation of E (``linalg.lu_factor``, partial pivoting)::
 
     E·k1 = f(t, y)                                                + h·d1·f_t
     E·k2 = f(t + c2·h, y + a21·k1)                + (c21·k1)/h    + h·d2·f_t
@@ -45,6 +45,7 @@ The initial step, when not given, follows Hairer's heuristic (HNW I §II.4) as s
 import numpy as np
 from numba import njit
 
+from csfpk._kernels.linalg import lu_factor, lu_solve
 from csfpk._kernels.rhs import jacobian, rhs, time_derivative
 from csfpk._kernels.stepping import _all_finite, _initial_step
 
@@ -103,58 +104,6 @@ H32 = 6.087714651680015
 H33 = 16.43084320892478
 H34 = 24.76722511418386
 H35 = -6.594389125716872
-
-
-@njit(cache=True, nogil=True)
-def _lu_factor(A, piv):
-    """In-place LU factorisation with partial pivoting (Doolittle). False if singular."""
-    n = A.shape[0]
-    for kk in range(n):
-        p = kk
-        amax = abs(A[kk, kk])
-        for i in range(kk + 1, n):
-            v = abs(A[i, kk])
-            if v > amax:
-                amax = v
-                p = i
-        if not (amax > 0.0) or not np.isfinite(amax):
-            return False
-        piv[kk] = p
-        if p != kk:
-            for j in range(n):
-                tmp = A[kk, j]
-                A[kk, j] = A[p, j]
-                A[p, j] = tmp
-        inv = 1.0 / A[kk, kk]
-        for i in range(kk + 1, n):
-            lik = A[i, kk] * inv
-            A[i, kk] = lik
-            if lik != 0.0:
-                for j in range(kk + 1, n):
-                    A[i, j] -= lik * A[kk, j]
-    return True
-
-
-@njit(cache=True, nogil=True)
-def _lu_solve(LU, piv, b):
-    """Solve in place LU·x = P·b with the factors from ``_lu_factor``."""
-    n = LU.shape[0]
-    for kk in range(n):
-        p = piv[kk]
-        if p != kk:
-            tmp = b[kk]
-            b[kk] = b[p]
-            b[p] = tmp
-    for i in range(n):
-        s = b[i]
-        for j in range(i):
-            s -= LU[i, j] * b[j]
-        b[i] = s
-    for i in range(n - 1, -1, -1):
-        s = b[i]
-        for j in range(i + 1, n):
-            s -= LU[i, j] * b[j]
-        b[i] = s / LU[i, i]
 
 
 @njit(cache=True, nogil=True)
@@ -251,7 +200,7 @@ def rodas_segment(t0, t1, x, K, r, nl, rtol, atol, h, tobs, xobs, max_steps):
             for j in range(n):
                 E[i, j] = -J[i, j]
             E[i, i] += fac
-        if not _lu_factor(E, piv):
+        if not lu_factor(E, piv):
             h = hs * 0.5
             rejected = True
             continue
@@ -260,35 +209,35 @@ def rodas_segment(t0, t1, x, K, r, nl, rtol, atol, h, tobs, xobs, max_steps):
         # stage 1
         for i in range(n):
             k1[i] = f0[i] + hs * D1 * fx[i]
-        _lu_solve(E, piv, k1)
+        lu_solve(E, piv, k1)
         # stage 2
         for i in range(n):
             y[i] = x[i] + A21 * k1[i]
         rhs(t + C2 * hs, y, K, r, nl, dy)
         for i in range(n):
             k2[i] = dy[i] + ih * (G21 * k1[i]) + hs * D2 * fx[i]
-        _lu_solve(E, piv, k2)
+        lu_solve(E, piv, k2)
         # stage 3
         for i in range(n):
             y[i] = x[i] + A31 * k1[i] + A32 * k2[i]
         rhs(t + C3 * hs, y, K, r, nl, dy)
         for i in range(n):
             k3[i] = dy[i] + ih * (G31 * k1[i] + G32 * k2[i]) + hs * D3 * fx[i]
-        _lu_solve(E, piv, k3)
+        lu_solve(E, piv, k3)
         # stage 4
         for i in range(n):
             y[i] = x[i] + A41 * k1[i] + A42 * k2[i] + A43 * k3[i]
         rhs(t + C4 * hs, y, K, r, nl, dy)
         for i in range(n):
             k4[i] = dy[i] + ih * (G41 * k1[i] + G42 * k2[i] + G43 * k3[i]) + hs * D4 * fx[i]
-        _lu_solve(E, piv, k4)
+        lu_solve(E, piv, k4)
         # stage 5
         for i in range(n):
             y[i] = x[i] + A51 * k1[i] + A52 * k2[i] + A53 * k3[i] + A54 * k4[i]
         rhs(t_new, y, K, r, nl, dy)
         for i in range(n):
             k5[i] = dy[i] + ih * (G51 * k1[i] + G52 * k2[i] + G53 * k3[i] + G54 * k4[i])
-        _lu_solve(E, piv, k5)
+        lu_solve(E, piv, k5)
         # stage 6 (embedded solution u6 = u5 + k5)
         for i in range(n):
             y[i] += k5[i]
@@ -296,7 +245,7 @@ def rodas_segment(t0, t1, x, K, r, nl, rtol, atol, h, tobs, xobs, max_steps):
         for i in range(n):
             k6[i] = dy[i] + ih * (G61 * k1[i] + G62 * k2[i] + G63 * k3[i] + G64 * k4[i]
                                   + G65 * k5[i])
-        _lu_solve(E, piv, k6)
+        lu_solve(E, piv, k6)
 
         err = 0.0
         for i in range(n):
