@@ -168,17 +168,27 @@ def _cmd_simulate(args):
 
 def _cmd_validate(args):
     from .drug import list_drugs, load_drug
+    from .myelosuppression import load_myelosuppression
     from .paths import params_dir
     from .physiology import load_physiology
+    from .protocols import list_regimens, load_regimen
+    from .sweep import load_sweep
 
-    n = 0
-    for name in list_drugs():
+    drugs = list_drugs()
+    for name in drugs:
         load_drug(name)
-        n += 1
     phys = sorted(p.stem for p in (params_dir() / "physiology").glob("*.toml"))
     for name in phys:
         load_physiology(name)
-    print(f"ok: {n} drug files and {len(phys)} physiology files are valid")
+    regimens = list_regimens()
+    for name in regimens:
+        load_drug(load_regimen(name).drug)
+    sweeps = sorted(p.stem for p in (params_dir() / "sweeps").glob("*.toml"))
+    for name in sweeps:
+        load_sweep(name)
+    load_myelosuppression()
+    print(f"ok: {len(drugs)} drug, {len(phys)} physiology, {len(regimens)} regimen, {len(sweeps)} sweep and 1 "
+          "myelosuppression file(s) are valid")
     return 0
 
 

@@ -44,10 +44,6 @@ class SimulationResult:
         """Amount in ``state`` (any of ``model.states``), mg."""
         return self.amounts[:, self.model.states.index(state)]
 
-    def dosed(self):
-        """Cumulative amount dosed (mg, after bioavailability) at each output time, infusions pro rata."""
-        return _cumulative_input(self.times, self.doses)
-
     def to_frame(self, compartments=None):
         """Tidy frame: time_h, compartment, conc_mg_L, conc_nM, conc_ng_mL (one row per time × compartment)."""
         import pandas as pd
@@ -70,10 +66,3 @@ class SimulationResult:
         import pandas as pd
 
         return pd.DataFrame(self.amounts, columns=list(self.model.states), index=pd.Index(self.times, name="time_h"))
-
-
-def _cumulative_input(times, doses):
-    total = np.zeros_like(times, dtype=float)
-    for t, _, amt in doses:
-        total[times >= t] += amt
-    return total
