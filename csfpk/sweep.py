@@ -42,7 +42,6 @@ True
 """
 
 import math
-import tomllib
 from dataclasses import dataclass
 
 from .errors import CsfpkError, ParameterError, ScheduleError
@@ -156,17 +155,14 @@ def load_sweep(name_or_path, *, n=None, seed=None):
     from .drug import load_drug
     from .paths import resolve
     from .physiology import load_physiology
+    from .quantity import read_document
 
     try:
         path = resolve("sweeps", name_or_path)
     except ParameterError as exc:
         raise SweepError(str(exc)) from None
-    where = str(path)
-    try:
-        with open(path, "rb") as fh:
-            doc = tomllib.load(fh)
-    except tomllib.TOMLDecodeError as exc:
-        raise SweepError(f"{where}: not valid TOML ({exc})") from None
+    # keys and schema are checked field by field in sweep_from_dict (also used for dicts built in Python)
+    doc, where = read_document(path, SCHEMA, (), tuple(_TOP - {"schema"}), error=SweepError)
     return sweep_from_dict(doc, where=where, n=n, seed=seed, load_drug=load_drug, physiology=load_physiology("adult"))
 
 
