@@ -44,6 +44,7 @@ drug's sampling site (lumbar unless stated) equals R. With fast mixing the regio
 collapses to the single one.
 """
 
+import functools
 import math
 from dataclasses import dataclass, field, replace
 
@@ -139,11 +140,38 @@ class Model:
         return replace(self, **arrays)
 
 
-def _add_flow(K, src, dst, k):
-    if k < 0 or not math.isfinite(k):
-        raise ParameterError(f"rate constant {src}->{dst} = {k!r} must be finite and >= 0")
-    K[dst, src] += k
-    K[src, src] -= k
+# per-subject parameters ``rate_matrices`` accepts as arrays (everything else comes from the drug file)
+VARYING = ("CL", "V1", "ka", "Q", "V2", "Q3", "V3", "mtt", "fu", "penetration_ratio", "CL_in")
+
+
+def _add_flow(K, states, src, dst, k):
+    """Add flow src → dst with rate constant k (1/h, one per subject) to every K[s]."""
+    k = np.broadcast_to(np.asarray(k, dtype=float), (K.shape[0],))
+    if not np.all(np.isfinite(k) & (k >= 0)):
+        bad = k[~(np.isfinite(k) & (k >= 0))][0]
+        raise ParameterError(f"rate constant {states[src]}->{states[dst]} = {bad!r} must be finite and >= 0")
+    K[:, dst, src] += k
+    K[:, src, src] -= k
+
+
+def _check_half_life(drug, v, qb):
+    csf = drug.csf
+    max_half_life = math.log(2) * v / qb
+    if csf.equilibration_half_life > max_half_life:
+        raise ParameterError(
+            f"{drug.name}: csf.equilibration_half_life = {csf.equilibration_half_life:g} h is longer than CSF bulk "
+            f"flow alone allows; expected <= ln2·V_csf/Q_bulk = {max_half_life:.3g} h "
+            f"(V_csf = {v:g} L, Q_bulk = {qb:g} L/h)"
+        )
+
+
+def _exchange(drug, v, qb, ratio, fu):
+    """(CL_in, CL_out) in L/h for a CSF volume v and bulk flow qb, from ratio and fu (arrays)."""
+    csf = drug.csf
+    _check_half_life(drug, v, qb)
+    cl_total = math.log(2) * v / csf.equilibration_half_life
+    fu_basis = fu if csf.basis == "total" else 1.0
+    return ratio * cl_total / fu_basis, max(cl_total - qb, 0.0)
 
 
 def csf_clearances(drug: Drug, physiology: Physiology):
@@ -153,19 +181,98 @@ def csf_clearances(drug: Drug, physiology: Physiology):
         raise ParameterError(f"{drug.name}: has no [csf] section; CSF exchange is undefined")
     if csf.mechanistic:
         return csf.CL_in, csf.CL_out
-    v, qb = physiology.csf_volume, physiology.bulk_flow
-    max_half_life = math.log(2) * v / qb
-    if csf.equilibration_half_life > max_half_life:
+    return _exchange(drug, physiology.csf_volume, physiology.bulk_flow, csf.penetration_ratio, drug.plasma.fu)
+
+
+def _states(drug, physiology, csf_layout):
+    """State names of the model (sinks last) and whether it has a CSF depot; checks the layout."""
+    if csf_layout not in LAYOUTS + ("none",):
+        raise ParameterError(f"csf_layout = {csf_layout!r} is not allowed; expected one of {LAYOUTS + ('none',)}")
+    p = drug.plasma
+    states = ["depot"] + [f"transit{i + 1}" for i in range(p.n_transit or 0)] + ["central"]
+    if p.Q is not None:
+        states.append("peripheral")
+    if p.Q3 is not None:
+        states.append("peripheral2")
+    if csf_layout != "none" and drug.csf is None:
         raise ParameterError(
-            f"{drug.name}: csf.equilibration_half_life = {csf.equilibration_half_life:g} h is longer than CSF bulk "
-            f"flow alone allows; expected <= ln2·V_csf/Q_bulk = {max_half_life:.3g} h "
-            f"(V_csf = {v:g} L, Q_bulk = {qb:g} L/h)"
+            f"{drug.name}: csf_layout = {csf_layout!r} needs a [csf] section in the drug file; "
+            "use csf_layout='none' for plasma only"
         )
-    cl_total = math.log(2) * v / csf.equilibration_half_life
-    cl_out = cl_total - qb
-    fu_basis = drug.plasma.fu if csf.basis == "total" else 1.0
-    cl_in = csf.penetration_ratio * cl_total / fu_basis
-    return cl_in, max(cl_out, 0.0)
+    if csf_layout == "single":
+        states.append("csf")
+    elif csf_layout == "regional":
+        if not physiology.has_regional:
+            raise ParameterError(f"physiology {physiology.name!r} has no [csf.regional] section; regional layout needs it")
+        states += list(REGIONS)
+    has_depot = drug.csf is not None and drug.csf.depot_release_half_life is not None and csf_layout != "none"
+    if has_depot:
+        states.append("csf_depot")
+    states.append("eliminated")
+    return states, has_depot
+
+
+def _graph(drug, physiology, csf_layout, values):
+    """Rate matrices of S subjects: (states, has_depot, Ks float64[S, n, n], derived).
+
+    ``values`` maps names of ``VARYING`` to float64[S] (S subjects); the rest comes from the drug.
+    The one place the compartment graph of the module docstring is built: ``build_model`` is S = 1.
+    """
+    states, has_depot = _states(drug, physiology, csf_layout)
+    unknown = set(values) - set(VARYING)
+    if unknown:
+        raise ParameterError(f"cannot vary {sorted(unknown)} per subject; allowed: {list(VARYING)}")
+    S = len(next(iter(values.values()))) if values else 1
+    p, csf = drug.plasma, drug.csf
+
+    def get(name):
+        if name in values:
+            return np.asarray(values[name], dtype=float)
+        source = csf if name in ("penetration_ratio", "CL_in") else p
+        return np.full(S, float(getattr(source, name)))
+
+    n = len(states)
+    ix = {st: i for i, st in enumerate(states)}
+    Ks = np.zeros((S, n, n))
+    add = functools.partial(_add_flow, Ks, states)
+    n_tr = p.n_transit or 0
+    c, sink = ix["central"], ix["eliminated"]
+    chain = ["depot"] + [f"transit{i + 1}" for i in range(n_tr)] + ["central"]
+    k_abs = get("ka") if n_tr == 0 else (n_tr + 1) / get("mtt")
+    for a, b in zip(chain[:-1], chain[1:]):
+        # the last link of a transit chain is the absorption step ka (Savic 2007)
+        add(ix[a], ix[b], get("ka") if (b == "central" and n_tr > 0) else k_abs)
+    V1, fu = get("V1"), get("fu")
+    add(c, sink, get("CL") / V1)
+    if p.Q is not None:
+        add(c, ix["peripheral"], get("Q") / V1)
+        add(ix["peripheral"], c, get("Q") / get("V2"))
+    if p.Q3 is not None:
+        add(c, ix["peripheral2"], get("Q3") / V1)
+        add(ix["peripheral2"], c, get("Q3") / get("V3"))
+    derived = {}
+    if csf_layout == "single":
+        v, qb = physiology.csf_volume, physiology.bulk_flow
+        if csf.mechanistic:
+            cl_in, cl_out = get("CL_in"), csf.CL_out
+        else:
+            cl_in, cl_out = _exchange(drug, v, qb, get("penetration_ratio"), fu)
+        add(c, ix["csf"], cl_in * fu / V1)
+        add(ix["csf"], c, (cl_out + qb) / v)
+        derived.update(CL_in=cl_in, CL_out=cl_out)
+    elif csf_layout == "regional":
+        derived.update(_regional(add, Ks, ix, drug, physiology, c, V1, fu, get))
+    if has_depot:
+        target = "csf" if csf_layout == "single" else "csf_lumbar"
+        add(ix["csf_depot"], ix[target], math.log(2) / csf.depot_release_half_life)
+    return states, has_depot, Ks, derived
+
+
+def rate_matrices(drug: Drug, physiology: Physiology, csf_layout, values):
+    """Rate matrices K (float64[S, n, n], 1/h) of S subjects whose ``values`` (name in ``VARYING`` →
+    float64[S]) replace the drug's parameters; ``Ks[i]`` equals ``build_model`` of that subject's
+    drug bit for bit (same code, same operations)."""
+    return _graph(drug, physiology, csf_layout, values)[2]
 
 
 def build_model(drug: Drug, physiology: Physiology | None = None, csf_layout="single"):
@@ -178,73 +285,25 @@ def build_model(drug: Drug, physiology: Physiology | None = None, csf_layout="si
     csf_layout : ``"single"`` (one CSF compartment), ``"regional"`` (four regions) or ``"none"``
         (plasma only; for drugs without CSF data).
     """
-    if csf_layout not in LAYOUTS + ("none",):
-        raise ParameterError(f"csf_layout = {csf_layout!r} is not allowed; expected one of {LAYOUTS + ('none',)}")
     if physiology is None:
         from .physiology import load_physiology
 
         physiology = load_physiology("adult")
+    states, has_depot, Ks, derived = _graph(drug, physiology, csf_layout, {})
+    K = Ks[0]
+    derived = {k: (float(v[0]) if isinstance(v, np.ndarray) else
+                   {r: float(np.asarray(x).ravel()[0]) for r, x in v.items()} if isinstance(v, dict) else v)
+               for k, v in derived.items()}
     p = drug.plasma
-    states = ["depot"]
-    n_tr = p.n_transit or 0
-    states += [f"transit{i + 1}" for i in range(n_tr)]
-    states.append("central")
-    if p.Q is not None:
-        states.append("peripheral")
-    if p.Q3 is not None:
-        states.append("peripheral2")
-    if csf_layout != "none" and drug.csf is None:
-        raise ParameterError(
-            f"{drug.name}: csf_layout = {csf_layout!r} needs a [csf] section in the drug file; "
-            "use csf_layout='none' for plasma only"
-        )
-    if csf_layout == "single":
-        csf_states = ["csf"]
-    elif csf_layout == "regional":
-        if not physiology.has_regional:
-            raise ParameterError(f"physiology {physiology.name!r} has no [csf.regional] section; regional layout needs it")
-        csf_states = list(REGIONS)
-    else:
-        csf_states = []
-    states += csf_states
-    has_depot = drug.csf is not None and drug.csf.depot_release_half_life is not None and csf_layout != "none"
-    if has_depot:
-        states.append("csf_depot")
-    states.append("eliminated")
+    ix = {st: i for i, st in enumerate(states)}
     n = len(states)
-    ix = {s: i for i, s in enumerate(states)}
-    K = np.zeros((n, n))
     c, sink = ix["central"], ix["eliminated"]
-
-    chain = ["depot"] + [f"transit{i + 1}" for i in range(n_tr)] + ["central"]
-    k_abs = p.ka if n_tr == 0 else (n_tr + 1) / p.mtt
-    for a, b in zip(chain[:-1], chain[1:]):
-        # the last link of a transit chain is the absorption step ka (Savic 2007)
-        _add_flow(K, ix[a], ix[b], p.ka if (b == "central" and n_tr > 0) else k_abs)
-    _add_flow(K, c, sink, p.CL / p.V1)
-    if p.Q is not None:
-        _add_flow(K, c, ix["peripheral"], p.Q / p.V1)
-        _add_flow(K, ix["peripheral"], c, p.Q / p.V2)
-    if p.Q3 is not None:
-        _add_flow(K, c, ix["peripheral2"], p.Q3 / p.V1)
-        _add_flow(K, ix["peripheral2"], c, p.Q3 / p.V3)
-
     outputs = {"plasma": (c, p.V1, 1.0), "plasma_unbound": (c, p.V1, p.fu)}
-    derived = {}
     if csf_layout == "single":
-        cl_in, cl_out = csf_clearances(drug, physiology)
-        v, qb = physiology.csf_volume, physiology.bulk_flow
-        _add_flow(K, c, ix["csf"], cl_in * p.fu / p.V1)
-        _add_flow(K, ix["csf"], c, (cl_out + qb) / v)
-        outputs["csf"] = (ix["csf"], v, 1.0)
-        derived.update(CL_in=cl_in, CL_out=cl_out)
+        outputs["csf"] = (ix["csf"], physiology.csf_volume, 1.0)
     elif csf_layout == "regional":
-        derived.update(_regional(K, ix, drug, physiology, c))
         for r in REGIONS:
             outputs[r] = (ix[r], derived["volumes"][r], 1.0)
-    if has_depot:
-        target = "csf" if csf_layout == "single" else "csf_lumbar"
-        _add_flow(K, ix["csf_depot"], ix[target], math.log(2) / drug.csf.depot_release_half_life)
 
     nl = np.zeros(NL_SIZE)
     nl[NL_CENTRAL], nl[NL_SINK], nl[NL_V1] = c, sink, p.V1
@@ -272,57 +331,44 @@ def build_model(drug: Drug, physiology: Physiology | None = None, csf_layout="si
     )
 
 
-def _regional(K, ix, drug, phys, c):
-    """Add the regional CSF flows to K; return the derived exchange clearances (module docstring)."""
+def _regional(add, Ks, ix, drug, phys, c, V1, fu, get):
+    """Add the regional CSF flows to every K[s]; return the derived clearances (module docstring)."""
     vols = {"csf_ventricles": phys.volume_ventricles, "csf_cisterna": phys.volume_cisterna,
             "csf_cranial": phys.volume_cranial, "csf_lumbar": phys.volume_lumbar}
     v_total = sum(vols.values())
     qb, s = phys.bulk_flow, phys.spinal_fraction
-    V, M, C, L = (ix[r] for r in REGIONS)
-    flows = [(V, M, qb), (M, C, (1 - s) * qb), (M, L, s * qb), (L, C, s * qb), (C, c, qb)]
-    for a, b, q in flows:
+    region_ix = [ix[r] for r in REGIONS]
+    vol_of = {ix[r]: vols[r] for r in REGIONS}
+    V, M, C, L = region_ix
+    for a, b, q in [(V, M, qb), (M, C, (1 - s) * qb), (M, L, s * qb), (L, C, s * qb), (C, c, qb)]:
         if q > 0:
-            _add_flow(K, a, b, q / _vol(vols, a, ix))
+            add(a, b, q / vol_of[a])
     for a, b, q in ((C, L, phys.mixing_cranial_lumbar), (V, M, phys.mixing_ventricles_cisterna),
                     (M, C, phys.mixing_cisterna_cranial)):
         if q > 0:
-            _add_flow(K, a, b, q / _vol(vols, a, ix))
-            _add_flow(K, b, a, q / _vol(vols, b, ix))
-    p = drug.plasma
+            add(a, b, q / vol_of[a])
+            add(b, a, q / vol_of[b])
     csf = drug.csf
     if csf.mechanistic:
-        cl_in_total, cl_out_total = csf.CL_in, csf.CL_out
-        k_out = cl_out_total / v_total
-        scale = cl_in_total / v_total
+        k_out = csf.CL_out / v_total
+        scale = get("CL_in") / v_total
     else:
-        cl_in_single, cl_out_single = csf_clearances(drug, phys.replace(csf_volume=v_total))
-        k_out = cl_out_single / v_total
-        scale = None
-    region_ix = [V, M, C, L]
-    # per-volume influx of unbound plasma drug (L/h per L of region), solved for the site ratio
-    if scale is None:
-        sub = K[np.ix_(region_ix, region_ix)].copy()
-        for j, r in enumerate(REGIONS):
+        k_out = _exchange(drug, v_total, qb, 1.0, 1.0)[1] / v_total
+        # per-volume influx of unbound drug solved so the steady-state ratio at the sampling site is R:
+        # with C_p = 1 mg/L and fu = 1 the CSF block gives A_unit; A is linear in fu·scale
+        sub = Ks[0][np.ix_(region_ix, region_ix)].copy()
+        for j in range(len(REGIONS)):
             sub[j, j] -= k_out
-        # steady state with C_p = 1 mg/L and unit per-volume influx: sub·A + fu·V_r = 0
-        b = np.array([p.fu * vols[r] for r in REGIONS])
-        a_unit = np.linalg.solve(sub, -b)
+        a_unit = np.linalg.solve(sub, -np.array([vols[r] for r in REGIONS]))
         site = _SITE_REGION[csf.site]
         c_site_unit = a_unit[REGIONS.index(site)] / vols[site]
-        target = csf.penetration_ratio * (1.0 if csf.basis == "total" else p.fu)
-        scale = target / c_site_unit
+        target = get("penetration_ratio") * (1.0 if csf.basis == "total" else fu)
+        scale = target / (fu * c_site_unit)
     cl_in, cl_out = {}, {}
     for r, j in zip(REGIONS, region_ix):
         cl_in[r] = scale * vols[r]
         cl_out[r] = k_out * vols[r]
-        _add_flow(K, c, j, cl_in[r] * p.fu / p.V1)
+        add(c, j, cl_in[r] * fu / V1)
         if cl_out[r] > 0:
-            _add_flow(K, j, c, cl_out[r] / vols[r])
+            add(j, c, cl_out[r] / vols[r])
     return {"volumes": vols, "CL_in": cl_in, "CL_out": cl_out}
-
-
-def _vol(vols, state, ix):
-    for r, v in vols.items():
-        if ix[r] == state:
-            return v
-    raise AssertionError("flow from a non-CSF state")

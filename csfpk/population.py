@@ -279,74 +279,31 @@ def _fraction(where, v, high):
 
 def subject_drug_changes(params, i):
     """The ``Drug.replace`` keyword arguments that give subject ``i`` (row i of ``params``)."""
-    keys = ("CL", "V1", "ka", "Q", "V2", "Q3", "V3", "mtt", "fu", "penetration_ratio", "CL_in")
-    return {k: float(params[k][i]) for k in keys if k in params}
+    from .model import VARYING
+
+    return {k: float(params[k][i]) for k in VARYING if k in params}
 
 
 def build_rate_matrices(drug, params, physiology, csf_layout="single"):
-    """Rate matrices of many subjects at once, identical to ``build_model`` for each subject.
-
-    Replays ``csfpk.model.build_model``'s flows in the same order with the same floating-point
-    operations, vectorised over subjects, so ``Ks[i]`` equals
-    ``build_model(drug.replace(**subject_drug_changes(params, i)), physiology).K`` bit for bit.
+    """Rate matrices of many subjects at once (``csfpk.model.rate_matrices``: the same code as
+    ``build_model``, so ``Ks[i]`` equals ``build_model(drug.replace(**subject_drug_changes(params, i))).K``).
 
     Returns
     -------
     (Ks float64[S, n, n], volume float64[S, n_outputs], scale float64[S, n_outputs], model of the
     typical subject). Concentration of output o = scale·A[state]/volume (mg/L).
     """
-    from .model import build_model
+    from .model import VARYING, build_model, rate_matrices
 
     if csf_layout not in ("single", "none"):
         raise ParameterError(f"csf_layout = {csf_layout!r} is not supported in populations; expected 'single' or 'none'")
     model = build_model(drug, physiology, csf_layout)
-    ix = {s: i for i, s in enumerate(model.states)}
-    S = params["CL"].shape[0]
-    n = model.n
-    Ks = np.zeros((S, n, n))
-    p = drug.plasma
-    n_tr = p.n_transit or 0
-
-    def add(src, dst, k):
-        if np.any(~np.isfinite(k)) or np.any(k < 0):
-            raise ParameterError(f"{drug.name}: rate constant {model.states[src]}->{model.states[dst]} is negative or "
-                                 "not finite for some subjects")
-        Ks[:, dst, src] += k
-        Ks[:, src, src] -= k
-
-    get = params.__getitem__
-    chain = ["depot"] + [f"transit{i + 1}" for i in range(n_tr)] + ["central"]
-    k_abs = get("ka") if n_tr == 0 else (n_tr + 1) / get("mtt")
-    for a, b in zip(chain[:-1], chain[1:]):
-        add(ix[a], ix[b], get("ka") if (b == "central" and n_tr > 0) else k_abs)
-    c, sink = ix["central"], ix["eliminated"]
-    V1, fu = get("V1"), get("fu")
-    add(c, sink, get("CL") / V1)
-    if p.Q is not None:
-        add(c, ix["peripheral"], get("Q") / V1)
-        add(ix["peripheral"], c, get("Q") / get("V2"))
-    if p.Q3 is not None:
-        add(c, ix["peripheral2"], get("Q3") / V1)
-        add(ix["peripheral2"], c, get("Q3") / get("V3"))
-    names = list(model.outputs)
-    volume = np.zeros((S, len(names)))
-    scale = np.ones((S, len(names)))
-    volume[:, 0] = V1
-    volume[:, 1] = V1
-    scale[:, 1] = fu
-    if csf_layout == "single":
-        csf = drug.csf
-        v, qb = physiology.csf_volume, physiology.bulk_flow
-        if csf.mechanistic:
-            cl_in, cl_out = get("CL_in"), csf.CL_out
-        else:
-            cl_total = math.log(2) * v / csf.equilibration_half_life
-            cl_out = max(cl_total - qb, 0.0)
-            fu_basis = fu if csf.basis == "total" else 1.0
-            cl_in = get("penetration_ratio") * cl_total / fu_basis
-        add(c, ix["csf"], cl_in * fu / V1)
-        add(ix["csf"], c, np.full(S, (cl_out + qb) / v))
-        volume[:, names.index("csf")] = v
-        if "csf_depot" in ix:
-            add(ix["csf_depot"], ix["csf"], np.full(S, math.log(2) / csf.depot_release_half_life))
+    Ks = rate_matrices(drug, physiology, csf_layout, {k: params[k] for k in VARYING if k in params})
+    S = Ks.shape[0]
+    central = model.states.index("central")
+    volume = np.empty((S, len(model.outputs)))
+    scale = np.empty((S, len(model.outputs)))
+    for o, (name, (idx, vol, sc)) in enumerate(model.outputs.items()):
+        volume[:, o] = params["V1"] if idx == central else vol  # the plasma outputs scale with each V1
+        scale[:, o] = params["fu"] if name == "plasma_unbound" else sc
     return Ks, volume, scale, model
