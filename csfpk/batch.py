@@ -681,22 +681,10 @@ def cmd_compare(args):
 
 
 def main(argv=None):
-    """``python -m csfpk.batch compare …`` (the same as ``csfpk compare …``)."""
-    import argparse
-    import sys
+    """``python -m csfpk.batch compare …``: the same command line as ``csfpk`` (``csfpk.cli.main``)."""
+    from .cli import main as cli_main
 
-    p = argparse.ArgumentParser(prog="csfpk")
-    sub = p.add_subparsers(dest="command")
-    add_compare_parser(sub)
-    args = p.parse_args(argv)
-    if args.command is None:
-        p.print_help()
-        return 2
-    try:
-        return args.func(args)
-    except CsfpkError as exc:
-        print(f"csfpk {args.command}: error: {exc}", file=sys.stderr)
-        return 2
+    return cli_main(argv)
 
 
 if __name__ == "__main__":

@@ -43,7 +43,8 @@ class Comparison:
         return self.result.folder
 
     def plot(self, path=None):
-        """CSF Cavg median [5th–95th] per regimen, with the target (``csfpk.batch.plot_summary``)."""
+        """CSF Cavg per regimen as boxes (25th–75th) and whiskers (5th–95th), with the target
+        (``csfpk.batch.plot_summary`` → ``csfpk.plot.comparison``)."""
         from .batch import plot_summary
 
         return plot_summary(self.result, path)

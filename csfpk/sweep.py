@@ -45,6 +45,7 @@ import math
 from dataclasses import dataclass
 
 from .errors import CsfpkError, ParameterError, ScheduleError
+from .quantity import require_keys
 
 SCHEMA = "csfpk.sweep/1"
 _TOP = {"schema", "name", "description", "duration", "dt", "window", "regimens", "populations", "overrides",
@@ -75,14 +76,11 @@ class Sweep:
 
 
 def _keys(where, table, allowed, required=()):
-    if not isinstance(table, dict):
-        raise SweepError(f"{where} must be a table, got {table!r}")
-    unknown = sorted(set(table) - set(allowed))
-    if unknown:
-        raise SweepError(f"{where}: unknown key(s) {unknown}; allowed: {sorted(allowed)}")
-    missing = [k for k in required if k not in table]
-    if missing:
-        raise SweepError(f"{where}: missing key(s) {missing}")
+    """``quantity.require_keys`` raising ``SweepError``."""
+    try:
+        require_keys(where, table, required, set(allowed) - set(required))
+    except ParameterError as exc:
+        raise SweepError(str(exc)) from None
 
 
 def _hours(where, field, value, positive=True):
