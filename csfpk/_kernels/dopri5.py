@@ -35,7 +35,7 @@ import numpy as np
 from numba import njit
 
 from csfpk._kernels.rhs import rhs
-from csfpk._kernels.stepping import _all_finite, _initial_step
+from csfpk._kernels.stepping import _all_finite, _initial_step, segment_start
 
 STATUS_OK = 0
 STATUS_NONFINITE = 2
@@ -132,21 +132,9 @@ def dopri5_segment(t0, t1, x, K, r, nl, rtol, atol, h, tobs, xobs, max_steps):
     ynew = np.empty(n)
 
     n_acc = 0
-    iobs = 0
-    # observations at (or, defensively, before) t0 receive the initial state
-    while iobs < m and tobs[iobs] <= t0:
-        for i in range(n):
-            xobs[iobs, i] = x[i]
-        iobs += 1
-
-    if not _all_finite(x):
-        return STATUS_NONFINITE, h, n_acc
-    if not (t1 > t0):
-        while iobs < m:
-            for i in range(n):
-                xobs[iobs, i] = x[i]
-            iobs += 1
-        return STATUS_OK, h, n_acc
+    iobs, status = segment_start(t0, t1, x, tobs, xobs)
+    if status >= 0:
+        return status, h, n_acc
 
     rhs(t0, x, K, r, nl, k[0])
     if not _all_finite(k[0]):

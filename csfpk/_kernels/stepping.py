@@ -48,3 +48,27 @@ def _initial_step(t0, t1, x, f0, K, r, nl, rtol, atol, order, y1, f1):
     if not (h > 0.0):  # NaN guard; non-finite inputs are rejected before this is called
         h = span
     return h
+
+
+@njit(cache=True, nogil=True)
+def segment_start(t0, t1, x, tobs, xobs):
+    """Common start of an integrator segment: observations at (or, defensively, before) t0 get the
+    initial state; returns (next observation index, status), status −1 to go on integrating, 2 for a
+    non-finite initial state, 0 when the span is empty (every observation then gets the initial state).
+    """
+    n = x.shape[0]
+    m = tobs.shape[0]
+    iobs = 0
+    while iobs < m and tobs[iobs] <= t0:
+        for i in range(n):
+            xobs[iobs, i] = x[i]
+        iobs += 1
+    if not _all_finite(x):
+        return iobs, 2
+    if not (t1 > t0):
+        while iobs < m:
+            for i in range(n):
+                xobs[iobs, i] = x[i]
+            iobs += 1
+        return iobs, 0
+    return iobs, -1
