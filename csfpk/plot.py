@@ -657,8 +657,9 @@ def blood_course(arms, *, lineage="leukocytes", time_unit="d"):
 
 def _target(result):
     from .drug import load_drug
+    from .errors import ParameterError
 
     try:
         return load_drug(result.model.name).potency_target_nM
-    except Exception:  # a model built in Python has no drug file
+    except ParameterError:  # a model built in Python has no drug file
         return None
