@@ -12,7 +12,7 @@ from types import MappingProxyType
 
 from .errors import ParameterError
 from .paths import file_key, params_dir, resolve
-from .quantity import FRACTION, NONNEG, POSITIVE, Spec, check_value, read_document, read_entry, require_keys
+from .quantity import FRACTION, NONNEG, POSITIVE, PicklesMappings, Spec, check_value, read_document, read_entry, require_keys
 
 PLASMA_SPECS = {
     "F": Spec("1", **FRACTION),
@@ -173,7 +173,7 @@ class LabelDose:
 
 
 @dataclass(frozen=True)
-class Drug:
+class Drug(PicklesMappings):
     """A drug: molecular weight, plasma PK, CSF exchange, IIV and provenance.
 
     ``iiv`` maps a plasma parameter name to its coefficient of variation (fraction, not %).

@@ -21,7 +21,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from .errors import ScheduleError
+from .myelosuppression import counts_along, load_myelosuppression
 from .regimen import ROUTES, Record, Regimen
+from .result import SimulationResult
+from .simulation import as_model, output_grid, solve
 from .units import dose_mg, hours
 
 
@@ -114,9 +117,6 @@ def run_escalation(drug, escalation: Escalation, t_end=None, dt=0.25, *, csf_lay
     """
     import pandas as pd_
 
-    from .myelosuppression import counts_along, load_myelosuppression
-    from .simulation import as_model, output_grid, solve
-
     pd = pd or load_myelosuppression()
     model = as_model(drug, csf_layout=csf_layout, physiology=physiology)
     slope = pd.slope(model.name)
@@ -166,8 +166,6 @@ def run_escalation(drug, escalation: Escalation, t_end=None, dt=0.25, *, csf_lay
                      "action": action})
     regimen = Regimen(tuple(records), name=escalation.name)
     amounts, tl, used = solve(model, regimen, grid, method="exact")
-    from .result import SimulationResult
-
     res = SimulationResult(times=grid, amounts=amounts, model=model, method=used, doses=tl.doses, regimen=regimen)
     cp = res.conc("plasma")
     frames = []

@@ -53,7 +53,7 @@ import numpy as np
 from ._kernels.rhs import NL_CENTRAL, NL_DCL, NL_KIND, NL_KM, NL_SINK, NL_SIZE, NL_V1, NL_VMAX
 from .drug import Drug
 from .errors import ParameterError, ScheduleError
-from .physiology import Physiology
+from .physiology import Physiology, load_physiology
 
 LAYOUTS = ("single", "regional")
 REGIONS = ("csf_ventricles", "csf_cisterna", "csf_cranial", "csf_lumbar")
@@ -286,8 +286,6 @@ def build_model(drug: Drug, physiology: Physiology | None = None, csf_layout="si
         (plasma only; for drugs without CSF data).
     """
     if physiology is None:
-        from .physiology import load_physiology
-
         physiology = load_physiology("adult")
     states, has_depot, Ks, derived = _graph(drug, physiology, csf_layout, {})
     K = Ks[0]

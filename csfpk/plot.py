@@ -6,11 +6,12 @@ writes PNG, SVG or PDF by the file's extension.
 =====================  ==================================================================
 ``curves``             one simulation: concentration–time per compartment, targets, doses
 ``population_bands``   a population: median, 25th–75th and 5th–95th percentile ribbons
-                       per regimen (from a run folder, a ``RunResult`` or a ``Comparison``)
+                       per regimen (from a ``RunResult`` or a run folder)
 ``comparison``         one metric per regimen (box 25th–75th, whiskers 5th–95th, median),
                        sorted, one panel per drug, target line where it applies
 ``csf_regions``        intrathecal arms: CSF concentration by region, one panel per arm
 ``blood_course``       intrathecal arms: blood counts with the doses actually given
+``summary_figure``     a run's CSF Cavg per regimen (the run folder's ``summary.png``)
 =====================  ==================================================================
 
 Defaults are meant for print: widths of a journal column (``SINGLE_COLUMN_IN`` 3.5 in,
@@ -25,7 +26,12 @@ Artists that tests and scripts may want to find carry a ``gid``: ``"median"``,
 
 import math
 
+from .drug import load_drug
 from .errors import ParameterError
+from .io import atomic_path
+from .myelosuppression import load_myelosuppression
+from .runresult import as_run
+from .units import hours
 
 _UNITS = {"nM": ("conc_nM", "nM"), "ng/mL": ("conc_ng_mL", "ng/mL"), "mg/L": ("conc_mg_L", "mg/L")}
 # Okabe–Ito palette: distinguishable with colour-blindness and in greyscale (with line styles)
@@ -220,8 +226,6 @@ def save(fig, path, *, dpi=200):
     ext = os.path.splitext(str(path))[1].lower()
     if ext not in (".png", ".svg", ".pdf"):
         raise ParameterError(f"plot file {str(path)!r}: extension {ext!r} is not allowed; expected .png, .svg or .pdf")
-    from .io import atomic_path
-
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=dpi, format=ext[1:])
     _plt().close(fig)
@@ -237,7 +241,7 @@ def population_bands(source, *, compartment="csf", drug=None, regimens=None, uni
 
     Parameters
     ----------
-    source : a run folder written with ``--curves`` (path), a ``RunResult`` or a ``Comparison``
+    source : a run folder written with ``--curves`` (path), or a ``RunResult``
         run with ``curves=True``. An in-memory result keeps only the 5th/50th/95th percentiles,
         so its figure has no 25th–75th ribbon.
     compartment : ``"csf"``, ``"plasma"``, ``"plasma_unbound"`` or a regional CSF output.
@@ -263,13 +267,11 @@ def population_bands(source, *, compartment="csf", drug=None, regimens=None, uni
     >>> fig.axes[0].get_ylabel()
     'CSF concentration (nM)'
     """
-    from .figures import load_run
-
     import numpy as np
 
     _, unit_label = _check_units(units)
     scale, xlabel = _time_scale(time_unit)
-    run = load_run(source)
+    run = as_run(source)
     if drug is None and len(run.drugs) > 1:
         raise ParameterError(f"this run holds several drugs {run.drugs}; choose one with drug=")
     rows = run.select(drug=drug, regimens=regimens)
@@ -347,7 +349,7 @@ def comparison(source, metric="csf_trough", *, drugs=None, sort=True, log=None, 
 
     Parameters
     ----------
-    source : a run folder (path), a ``RunResult``, a ``Comparison``, or a summary frame
+    source : a ``RunResult``, a run folder (path) or a summary frame
         (``RunResult.summary``, median/p05/p95 columns only).
     metric : ``<compartment>_<metric>``: compartment ``csf``, ``plasma``, ``plasma_unbound`` or a
         regional CSF output; metric ``cmax``, ``trough``, ``cavg``, ``auc``, ``tmax``,
@@ -375,13 +377,11 @@ def comparison(source, metric="csf_trough", *, drugs=None, sort=True, log=None, 
     """
     import numpy as np
 
-    from .figures import load_run
-
     compartment, name = _split_metric(metric)
     label, unit, factor = _METRICS[name]
     if log is None:
         log = unit in ("nM", "µM·h", "ratio")
-    run = load_run(source)
+    run = as_run(source)
     column = f"{compartment}_{name}"
     run.check_metric(column)
     rows = run.select(drugs=drugs)
@@ -511,6 +511,16 @@ def _metric_limits(ax, values, target, log, unit):
         ax.set_xlim(min(0.0, lo - 0.05 * span) if lo >= 0 else lo - 0.05 * span, hi + 0.05 * span)
 
 
+def summary_figure(source):
+    """CSF Cavg per regimen, one panel per drug, target dotted (``comparison`` of ``<csf>_cavg``).
+
+    The figure a run folder keeps as ``summary.png``: boxes span the 25th–75th percentile of the
+    per-subject values, whiskers the 5th–95th, the thick tick is the median.
+    """
+    run = as_run(source)
+    return comparison(run, f"{run.csf_compartment() or 'plasma'}_cavg")
+
+
 # ----------------------------------------------------------------------------- intrathecal
 def csf_regions(arms, *, units="nM", threshold_nM=None, time_unit="d", t_max=None, decades=6):
     """CSF concentration by region, one panel per arm, all panels on one concentration scale.
@@ -538,8 +548,6 @@ def csf_regions(arms, *, units="nM", threshold_nM=None, time_unit="d", t_max=Non
     nrow = -(-len(labels) // ncol)
     fig, axes = plt.subplots(nrow, ncol, figsize=(DOUBLE_COLUMN_IN, 2.3 * nrow + 0.5), sharex=True, sharey=True,
                              squeeze=False, layout="constrained")
-    from .units import hours
-
     t_max = hours(t_max, "t_max") if t_max is not None else None
     peak = 0.0
     extra, peaks = {}, {}
@@ -620,7 +628,6 @@ def blood_course(arms, *, lineage="leukocytes", time_unit="d"):
     """
     scale, xlabel = _time_scale(time_unit)
     plt = _plt()
-    from .myelosuppression import load_myelosuppression
 
     lin = load_myelosuppression().lineages[lineage]
     fig, (ax, axd) = plt.subplots(2, 1, figsize=(DOUBLE_COLUMN_IN, 4.6), sharex=True, height_ratios=(2.2, 1.0),
@@ -656,9 +663,6 @@ def blood_course(arms, *, lineage="leukocytes", time_unit="d"):
 
 
 def _target(result):
-    from .drug import load_drug
-    from .errors import ParameterError
-
     try:
         return load_drug(result.model.name).potency_target_nM
     except ParameterError:  # a model built in Python has no drug file

@@ -46,6 +46,9 @@ from types import MappingProxyType
 import numpy as np
 
 from .errors import ParameterError
+from .model import VARYING, build_model, rate_matrices
+from .physiology import load_physiology
+from .quantity import PicklesMappings
 
 PENETRATION = ("nominal", "range")
 COVARIATES = {"weight": "weight_kg", "bsa": "bsa_m2", "crcl": "crcl_mL_min"}
@@ -95,7 +98,7 @@ def _pair(key):
 
 
 @dataclass(frozen=True)
-class Population:
+class Population(PicklesMappings):
     """A virtual population: size, seed, variability, covariates and uncertainty.
 
     Parameters
@@ -192,8 +195,6 @@ class Population:
         if not 0 <= start <= stop <= self.n:
             raise ParameterError(f"subjects {start}..{stop} are outside the population of n = {self.n}")
         if physiology is None:
-            from .physiology import load_physiology
-
             physiology = load_physiology("adult")
         idx = np.arange(start, stop, dtype=np.int64)
         cv = self.cv(drug)
@@ -279,8 +280,6 @@ def _fraction(where, v, high):
 
 def subject_drug_changes(params, i):
     """The ``Drug.replace`` keyword arguments that give subject ``i`` (row i of ``params``)."""
-    from .model import VARYING
-
     return {k: float(params[k][i]) for k in VARYING if k in params}
 
 
@@ -293,8 +292,6 @@ def build_rate_matrices(drug, params, physiology, csf_layout="single"):
     (Ks float64[S, n, n], volume float64[S, n_outputs], scale float64[S, n_outputs], model of the
     typical subject). Concentration of output o = scale·A[state]/volume (mg/L).
     """
-    from .model import VARYING, build_model, rate_matrices
-
     if csf_layout not in ("single", "none"):
         raise ParameterError(f"csf_layout = {csf_layout!r} is not supported in populations; expected 'single' or 'none'")
     model = build_model(drug, physiology, csf_layout)

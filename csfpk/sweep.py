@@ -44,8 +44,16 @@ True
 import math
 from dataclasses import dataclass
 
+from .batch import prepare, run
+from .drug import load_drug as _load_drug
 from .errors import CsfpkError, ParameterError, ScheduleError
-from .quantity import require_keys
+from .paths import resolve
+from .physiology import load_physiology
+from .population import Population
+from .quantity import read_document, require_keys
+from .regimen import Regimen
+from .scenario import Scenario
+from .units import hours
 
 SCHEMA = "csfpk.sweep/1"
 _TOP = {"schema", "name", "description", "duration", "dt", "window", "regimens", "populations", "overrides",
@@ -69,9 +77,7 @@ class Sweep:
     path: str | None = None
 
     def run(self, out=None, **kwargs):
-        """Run every scenario (``csfpk.batch.run``); keyword arguments pass through."""
-        from .batch import run
-
+        """Run every scenario (``csfpk.batch.run``) and return its ``RunResult``; keyword arguments pass through."""
         return run(self.scenarios, out, spec=self.spec, **kwargs)
 
 
@@ -84,8 +90,6 @@ def _keys(where, table, allowed, required=()):
 
 
 def _hours(where, field, value, positive=True):
-    from .units import hours
-
     try:
         h = hours(value, field)
     except CsfpkError as exc:
@@ -96,8 +100,6 @@ def _hours(where, field, value, positive=True):
 
 
 def _regimen(where, rid, t, duration):
-    from .regimen import Regimen
-
     _keys(where, t, _REGIMEN, ("source",))
     if not isinstance(t["source"], str) or not t["source"].strip():
         raise SweepError(f"{where}: source = {t['source']!r}; expected text naming where the regimen comes from")
@@ -120,8 +122,6 @@ def _regimen(where, rid, t, duration):
                 basis = "weight"
             ii = _hours(where, "ii", t["ii"])
             n = t.get("n", max(1, math.ceil(duration / ii - 1e-9)))
-            from .physiology import load_physiology
-
             body = load_physiology("adult")
             reg = Regimen.every(amt=amt, ii=ii, n=n, route=route, start=t.get("start", 0.0), rate=t.get("rate", 0.0),
                                 duration=t.get("duration"), bsa_m2=body.bsa_m2, weight_kg=body.weight_kg)
@@ -131,8 +131,6 @@ def _regimen(where, rid, t, duration):
 
 
 def _population(where, pid, t, n_override, seed_override):
-    from .population import Population
-
     _keys(where, t, _POPULATION, ("n",))
     n = t["n"] if n_override is None else n_override
     seed = t.get("seed", 1) if seed_override is None else seed_override
@@ -150,29 +148,19 @@ def load_sweep(name_or_path, *, n=None, seed=None):
     ``n`` and ``seed`` replace every population's size and seed (the CLI's ``--n``/``--seed``).
     Returns a ``Sweep``; raises ``SweepError`` naming the field on any problem.
     """
-    from .drug import load_drug
-    from .paths import resolve
-    from .physiology import load_physiology
-    from .quantity import read_document
-
     try:
         path = resolve("sweeps", name_or_path)
     except ParameterError as exc:
         raise SweepError(str(exc)) from None
     # keys and schema are checked field by field in sweep_from_dict (also used for dicts built in Python)
     doc, where = read_document(path, SCHEMA, (), tuple(_TOP - {"schema"}), error=SweepError)
-    return sweep_from_dict(doc, where=where, n=n, seed=seed, load_drug=load_drug, physiology=load_physiology("adult"))
+    return sweep_from_dict(doc, where=where, n=n, seed=seed, load_drug=_load_drug, physiology=load_physiology("adult"))
 
 
 def sweep_from_dict(doc, *, where="sweep", n=None, seed=None, load_drug=None, physiology=None):
     """Build a ``Sweep`` from the parsed TOML ``doc`` (see module docstring)."""
-    from .batch import Scenario
-
-    if load_drug is None:
-        from .drug import load_drug
+    load_drug = load_drug or _load_drug
     if physiology is None:
-        from .physiology import load_physiology
-
         physiology = load_physiology("adult")
     if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
         raise SweepError(f"--n = {n!r} is not allowed; expected an integer >= 1")
@@ -248,8 +236,6 @@ def sweep_from_dict(doc, *, where="sweep", n=None, seed=None, load_drug=None, ph
                             physiology=physiology))
     if not scenarios:
         raise SweepError(f"{where}: the grid gives no scenarios")
-    from .batch import prepare
-
     for s in scenarios:  # compile schedules now: every error surfaces before any work
         try:
             prepare(s)

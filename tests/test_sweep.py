@@ -55,7 +55,7 @@ def test_bad_sweep_clear_error_and_no_folder(tmp_path, kw, match):
     with pytest.raises(SweepError, match=match):
         csfpk.run_sweep(str(path), out)
     assert not out.exists()
-    r = subprocess.run([sys.executable, "-m", "csfpk.batch", "compare", str(path), "--out", str(out)],
+    r = subprocess.run([sys.executable, "-m", "csfpk", "compare", str(path), "--out", str(out)],
                        capture_output=True, text=True)
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "error:" in r.stderr
     assert not out.exists()
