@@ -22,6 +22,7 @@ import numpy as np
 
 from . import metrics, plot
 from .errors import CsfpkError, ParameterError
+from .model import VARYING
 from .population import build_rate_matrices
 from .progress import Progress
 from .io import atomic_path
@@ -30,6 +31,7 @@ from .runresult import RunResult
 from .scenario import Scenario, digest
 from .schedule import build_timeline
 from .simulation import choose_method, output_grid
+from .status import Status
 
 DEFAULT_CHUNK = 10_000
 MAX_CURVE_POINTS = 200
@@ -87,14 +89,22 @@ def run_chunk(scn: Scenario, start, stop, curves=False, prep=None):
     A subject whose simulation fails (non-finite parameters, kernel status ≠ 0) keeps its row with
     its ``status`` and NaN metrics.
     """
-    import pandas as pd
-
     from ._kernels.batch import N_METRICS, run_metrics
 
     prep = prep or prepare(scn, curves)
     params = scn.population.sample(scn.drug, start, stop, scn.physiology)
-    Ks, volume, scale, model = build_rate_matrices(scn.drug, params, scn.physiology, scn.csf_layout)
     S = stop - start
+    invalid = np.zeros(S, dtype=bool)  # non-finite or non-positive parameters: the subject fails alone
+    for k in VARYING:
+        if k in params:
+            invalid |= ~(np.isfinite(params[k]) & (params[k] > 0))
+    if invalid.all():
+        return _failed_chunk(params, prep, Status.NONFINITE)
+    sim = params
+    if invalid.any():  # simulate a valid stand-in in their place; their rows are blanked below
+        stand_in = np.flatnonzero(~invalid)[0]
+        sim = {k: np.where(invalid, v[stand_in], v) if k in VARYING else v for k, v in params.items()}
+    Ks, volume, scale, model = build_rate_matrices(scn.drug, sim, scn.physiology, scn.csf_layout)
     f = scale / volume * (1e6 / scn.drug.molecular_weight)  # A (mg) → nM
     if scn.dose_basis == "bsa":
         dose_scale = params["bsa_m2"] / scn.physiology.bsa_m2
@@ -110,6 +120,22 @@ def run_chunk(scn: Scenario, start, stop, curves=False, prep=None):
                 np.ascontiguousarray(dose_scale, dtype=np.float64), prep.out_state, np.ascontiguousarray(f),
                 np.int64(prep.w0), np.int64(prep.w1), np.int64(prep.trough_index), prep.target,
                 np.int64(prep.curve_stride), curves_arr, m, status)
+    status[invalid] = Status.NONFINITE
+    return _frame(params, prep, m, status, curves_arr)
+
+
+def _failed_chunk(params, prep, code):
+    """A chunk in which every subject failed: rows with their parameters, ``status`` = ``code``, NaN metrics."""
+    S = params["subject"].size
+    m = np.full((S, len(prep.out_names), len(metrics.NAMES)), np.nan)
+    return _frame(params, prep, m, np.full(S, int(code), dtype=np.int64), np.zeros((S, prep.curve_rows,
+                                                                                     len(prep.out_names))))
+
+
+def _frame(params, prep, m, status, curves_arr):
+    """Per-subject table (subject, status, parameters, ``<output>_<metric>``) and float32 curves or None."""
+    import pandas as pd
+
     bad = status != 0
     m[bad] = np.nan
     curves_arr[bad] = np.nan

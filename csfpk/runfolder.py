@@ -275,7 +275,7 @@ class RunWriter:
         done = set()
         for i, a, b in plan:
             if os.path.exists(_file(folder, "chunk", i, "json")):
-                _check_chunk(folder, record, i, a, b, self.manifest["curves"])
+                _check_chunk(folder, record, i, a, b, self.manifest)
                 done.add(i)
         return done
 
@@ -285,7 +285,8 @@ class RunWriter:
         import pyarrow.parquet as pq
 
         folder = os.path.join(self.path, SCENARIOS, record["key"])
-        side = {"start": int(start), "stop": int(stop), "rows": len(frame)}
+        side = {"run_hash": self.manifest["run_hash"], "key": record["key"], "start": int(start), "stop": int(stop),
+                "rows": len(frame)}
         if curves is not None:
             import numpy as np
 
@@ -358,7 +359,7 @@ def _file(folder, kind, i, ext):
     return os.path.join(folder, f"{kind}-{i:06d}.{ext}")
 
 
-def _check_chunk(folder, record, i, start, stop, curves, subjects=False):
+def _check_chunk(folder, record, i, start, stop, man, subjects=False):
     """Raise ``RunFolderError`` unless chunk ``i`` holds exactly subjects ``[start, stop)`` unchanged."""
     where = f"{folder}: chunk {i} of scenario {record['id']!r}"
     hint = "the folder was changed after it was written; rerun with --overwrite"
@@ -368,10 +369,13 @@ def _check_chunk(folder, record, i, start, stop, curves, subjects=False):
         raise RunFolderError(f"{where} is missing; {hint}") from None
     except (OSError, ValueError) as exc:
         raise RunFolderError(f"{where}: its record is unreadable ({exc}); {hint}") from None
+    if side.get("run_hash") != man["run_hash"] or side.get("key") != record["key"]:
+        raise RunFolderError(f"{where} belongs to another run (run hash {side.get('run_hash')}, scenario "
+                             f"{side.get('key')}); {hint}")
     if side.get("start") != start or side.get("stop") != stop or side.get("rows") != stop - start:
         raise RunFolderError(f"{where} holds subjects {side.get('start')}..{side.get('stop')} where "
                              f"{start}..{stop} belong; {hint}")
-    kinds = [("metrics", "parquet")] + ([("curves", "npy")] if curves else [])
+    kinds = [("metrics", "parquet")] + ([("curves", "npy")] if man["curves"] else [])
     for kind, ext in kinds:
         path = _file(folder, kind, i, ext)
         if not os.path.isfile(path):
@@ -426,7 +430,7 @@ def read_run(path):
             raise RunFolderError(f"{mpath}: scenario key {key!r} does not name its record; {changed}")
         folder = os.path.join(path, SCENARIOS, key)
         for i, a, b in chunk_plan(rec["population"]["n"], chunk):
-            _check_chunk(folder, rec, i, a, b, man["curves"], subjects=True)
+            _check_chunk(folder, rec, i, a, b, man, subjects=True)
     for name, want in man.get("files", {}).items():
         p = os.path.join(path, name)
         if name not in (SUMMARY, CURVES_SUMMARY, SUMMARY_PNG) or not os.path.isfile(p) or sha256_file(p) != want:
