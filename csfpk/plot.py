@@ -522,14 +522,14 @@ def summary_figure(source):
 
 
 # ----------------------------------------------------------------------------- intrathecal
-def csf_regions(arms, *, units="nM", threshold_nM=None, time_unit="d", t_max=None, decades=6):
+def csf_regions(arms, *, units="nM", target_nM=None, time_unit="d", t_max=None, decades=6):
     """CSF concentration by region, one panel per arm, all panels on one concentration scale.
 
     Parameters
     ----------
     arms : ``{label: (SimulationResult, counts or None)}``, results with CSF outputs (regional or single).
     units : ``"nM"``, ``"ng/mL"`` or ``"mg/L"``.
-    threshold_nM : a horizontal target line (default: each arm's drug potency target, if it has one).
+    target_nM : a horizontal target line (default: each arm's drug potency target, if it has one).
     time_unit : ``"h"`` or ``"d"``.
     t_max : last time shown (h or duration string); intrathecal spikes are readable over days, not months.
     decades : orders of magnitude shown below the highest peak of all arms.
@@ -564,7 +564,7 @@ def csf_regions(arms, *, units="nM", threshold_nM=None, time_unit="d", t_max=Non
             y[y <= 0] = float("nan")
             ax.plot(sub.time_h / scale, y, color=PALETTE[i], linestyle=LINESTYLES[i], lw=1.3,
                     label=_LABELS.get(name, name))
-        target = threshold_nM if threshold_nM is not None else _target(res)
+        target = target_nM if target_nM is not None else _target(res)
         if target:
             value = float(_from_nM(target, units, res.model.molecular_weight))
             (h,) = ax.plot([0, 1], [value, value], transform=ax.get_yaxis_transform(), color="0.3", lw=0.9,

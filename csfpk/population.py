@@ -14,9 +14,10 @@ subject has the physiology file's reference body size. They act in two ways:
 
 * doses written per m² or per kg scale with the subject's BSA or weight (the sweep runner passes
   the ratio to the reference as a per-subject dose factor; exact for linear models);
-* a drug's covariate model (``COVARIATE_MODELS``) changes its typical parameters. Methotrexate
-  (Joerger 2006 Br J Clin Pharmacol 62:71, Table 2, sign as corrected in the nlmixr2lib errata):
-  ``CL = CL_typ + 0.0423·(CrCl − 87)`` L/h, then multiplied by exp(η_CL).
+* a drug's covariate model (the drug file's ``[covariates.<parameter>]`` tables, ``Drug.covariate_model``)
+  changes its typical parameters, additively: ``θ = θ_typ + slope·(covariate − reference)``, then
+  multiplied by exp(η). Methotrexate (Joerger 2006 Br J Clin Pharmacol 62:71, Table 2, sign as corrected
+  in the nlmixr2lib errata): ``CL = 8.85 + 0.0423·(CrCl − 87)`` L/h.
 
 Parameter uncertainty: with ``penetration="range"`` each subject's CSF/plasma penetration ratio is
 drawn log-uniformly within the drug file's range (the review's Table 1 span),
@@ -52,10 +53,6 @@ from .quantity import PicklesMappings
 
 PENETRATION = ("nominal", "range")
 COVARIATES = {"weight": "weight_kg", "bsa": "bsa_m2", "crcl": "crcl_mL_min"}
-# drug name -> parameter -> (covariate, slope per covariate unit, reference value); additive on the typical value
-COVARIATE_MODELS = {
-    "methotrexate": {"CL": ("crcl", 0.0423, 87.0)},
-}
 _VARIABLE = ("CL", "V1", "ka", "Q", "V2", "Q3", "V3", "mtt", "fu")  # IIV supported in populations
 _MAX_N = 10**10
 
@@ -227,7 +224,7 @@ class Population(PicklesMappings):
             else:
                 out[attr] = np.full(idx.size, float(getattr(physiology, attr)))
         p = drug.plasma
-        cov_model = COVARIATE_MODELS.get(drug.name, {})
+        cov_model = drug.covariate_model
         for k in ("CL", "V1", "ka", "Q", "V2", "Q3", "V3", "mtt", "fu"):
             typ = getattr(p, k)
             if typ is None:

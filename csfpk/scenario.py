@@ -124,7 +124,8 @@ class Scenario(PicklesMappings):
             "drug": {"name": d.name, "molecular_weight": d.molecular_weight,
                      "plasma": dataclasses.asdict(d.plasma),
                      "csf": None if d.csf is None else dataclasses.asdict(d.csf),
-                     "iiv": dict(d.iiv), "potency_target_nM": d.potency_target_nM},
+                     "iiv": dict(d.iiv), "potency_target_nM": d.potency_target_nM,
+                     "covariate_model": {k: list(v) for k, v in d.covariate_model.items()}},
             "regimen": [dataclasses.asdict(r) for r in self.regimen.records],
             "population": self.population.to_dict(),
             "physiology": {f.name: getattr(self.physiology, f.name) for f in dataclasses.fields(self.physiology)

@@ -27,7 +27,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SWEEP = """
 schema = "csfpk.sweep/1"
 name = "folder"
-duration = "7d"
+t_end = "7d"
 [populations.default]
 n = {n}
 seed = 11

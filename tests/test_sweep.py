@@ -11,7 +11,7 @@ from csfpk.sweep import SweepError, load_sweep
 GOOD = """
 schema = "csfpk.sweep/1"
 name = "tiny"
-duration = "{duration}"
+t_end = "{t_end}"
 [populations.default]
 n = {n}
 seed = 1
@@ -26,7 +26,7 @@ regimens = ["a"]
 
 
 def write(tmp_path, **kw):
-    vals = {"duration": "3d", "n": 5, "drugs": '"osimertinib"'}
+    vals = {"t_end": "3d", "n": 5, "drugs": '"osimertinib"'}
     vals.update(kw)
     p = tmp_path / "sweep.toml"
     p.write_text(GOOD.format(**vals))
@@ -44,8 +44,8 @@ def test_shipped_high_dose_tki_sweep():
 
 @pytest.mark.parametrize("kw, match", [
     ({"drugs": '"erlotinibb"'}, "erlotinibb"),
-    ({"duration": "-3d"}, "duration"),
-    ({"duration": "3 fortnights"}, "duration"),
+    ({"t_end": "-3d"}, "t_end"),
+    ({"t_end": "3 fortnights"}, "t_end"),
     ({"n": -4}, "n = -4"),
     ({"drugs": ""}, "drugs"),
 ])
@@ -63,11 +63,11 @@ def test_bad_sweep_clear_error_and_no_folder(tmp_path, kw, match):
 
 def test_empty_grid_and_unknown_key(tmp_path):
     p = tmp_path / "s.toml"
-    p.write_text(GOOD.format(duration="3d", n=5, drugs='"osimertinib"').replace(
+    p.write_text(GOOD.format(t_end="3d", n=5, drugs='"osimertinib"').replace(
         '[[grid]]\ndrugs = ["osimertinib"]\nregimens = ["a"]\n', "").replace('name = "tiny"', 'name = "tiny"\ngrid = []'))
     with pytest.raises(SweepError, match="grid is empty"):
         load_sweep(str(p))
-    p.write_text(GOOD.format(duration="3d", n=5, drugs='"osimertinib"') + "colour = 'red'\n")
+    p.write_text(GOOD.format(t_end="3d", n=5, drugs='"osimertinib"') + "colour = 'red'\n")
     with pytest.raises(SweepError, match="colour"):
         load_sweep(str(p))
 
