@@ -6,6 +6,8 @@ User errors (``CsfpkError``: bad input, unusable folders) print one line and exi
 
 import argparse
 import os
+import shlex
+import signal
 import sys
 
 from . import plot
@@ -154,6 +156,7 @@ def _cmd_compare(args):
     import pandas as pd
 
     sweep = load_sweep(args.sweep, n=args.n, seed=args.seed)
+    previous = signal.signal(signal.SIGTERM, _interrupt)  # SIGTERM stops like Ctrl-C: finished chunks are kept
     try:
         res = sweep.run(args.out, chunk=args.chunk, curves=args.curves, scheduler=args.scheduler,
                         overwrite=args.overwrite, progress=args.progress)
@@ -161,11 +164,25 @@ def _cmd_compare(args):
     except FinishedRunError as exc:
         res = load_run(exc.folder)
         done = "already finished (pass --overwrite to run it again):"
+    except KeyboardInterrupt:
+        if args.overwrite:  # the new run was being built beside the old one, which is untouched
+            print(f"csfpk compare: interrupted; the run in {args.out} is unchanged; run the same command again to "
+                  "replace it", file=sys.stderr)
+        else:
+            print(f"csfpk compare: interrupted; the finished chunks in {args.out} are kept; resume with: csfpk "
+                  f"{shlex.join(args.argv)}", file=sys.stderr)
+        return 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     with pd.option_context("display.width", 200, "display.max_columns", 20, "display.max_colwidth", 40):
         print(res.table.to_string(index=False))
     print(f"{done} {args.out}/: manifest.json, scenarios/*/metrics-*.parquet, summary.csv, summary.png"
           + (", curves_summary.csv" if args.curves else ""))
     return 0
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
 
 
 def _cmd_plot(args):
@@ -269,6 +286,7 @@ def main(argv=None):
     """Run the ``csfpk`` command line with ``argv`` (default ``sys.argv[1:]``); return the exit status."""
     parser = _parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     if args.command is None:
         parser.print_help()
         return 2

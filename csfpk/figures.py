@@ -63,6 +63,10 @@ def write_figures(run, out=None, *, fmt="png", dpi=200):
     if out is None and run.folder is None:
         raise ParameterError("out = None needs a run with a folder; give out= for a result held in memory")
     out = os.fspath(out) if out is not None else os.path.join(run.folder, "figures")
+    try:
+        os.makedirs(out, exist_ok=True)
+    except OSError as exc:
+        raise ParameterError(f"--out {out!r} cannot be written ({exc.strerror or exc}); choose a writable folder") from None
     written = []
     for metric in main_metrics(run):
         path = os.path.join(out, f"comparison_{metric}.{fmt}")

@@ -320,3 +320,48 @@ def test_bad_scheduler_is_one_line_and_leaves_no_folder(tmp_path):
     r = cli("compare", str(sweep), "--out", str(tmp_path / "run"), "--scheduler", "foo")
     one_line_error(r, "scheduler = 'foo' is not allowed")
     assert not (tmp_path / "run").exists()
+
+
+def test_sigterm_keeps_a_resumable_folder_and_says_how_to_resume(tmp_path):
+    sweep = tmp_path / "s.toml"
+    sweep.write_text(SWEEP.format(n=50))
+    args = ["compare", str(sweep), "--chunk", "10", "--out", str(tmp_path / "run")]
+    env = dict(os.environ, PYTHONPATH=ROOT, **{runfolder.PAUSE_IN_CHUNK: "3"})
+    proc = subprocess.Popen([sys.executable, "-m", "csfpk", *args], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    assert "paused in chunk 3" in proc.stderr.readline()
+    proc.send_signal(signal.SIGTERM)
+    err = proc.stderr.read().strip().splitlines()
+    assert proc.wait() == 130
+    assert len(err) == 1 and err[0].endswith("resume with: csfpk " + " ".join(args)), err
+    out = tmp_path / "run"
+    assert not list(out.rglob(".metrics-*")) and len(chunk_files(out, "chunk")) == 2
+    assert cli(*args).returncode == 0
+    fresh = tmp_path / "fresh"
+    csfpk.run_sweep(str(sweep), fresh, chunk=10, progress=False)
+    pd.testing.assert_frame_equal(rows(out), rows(fresh), check_exact=True)
+
+
+def test_unwritable_output_folders_are_one_line(tmp_path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    sweep = tmp_path / "s.toml"
+    sweep.write_text(SWEEP.format(n=20))
+    one_line_error(cli("compare", str(sweep), "--out", str(blocker / "run")), "cannot be written")
+    out = finished(tmp_path)
+    one_line_error(cli("plot", str(out), "--out", str(blocker / "figs")), "cannot be written")
+
+
+def test_a_run_folder_describes_itself(tmp_path, monkeypatch):
+    """csfpk plot and load_run need no parameter file: molecular weights and targets come from the manifest."""
+    out = finished(tmp_path)
+    monkeypatch.setenv("CSFPK_PARAMS", str(tmp_path / "no_params_here"))
+    with pytest.raises(csfpk.ParameterError, match="no_params_here"):
+        csfpk.load_drug("osimertinib")
+    res = csfpk.load_run(out)
+    assert res.molecular_weight("osimertinib") == res.scenarios[0]["drug"]["molecular_weight"] > 0
+    assert res.scenarios[0]["regimen"][0]["amt"] == 80 and res.scenarios[1]["regimen"][0]["amt"] == 160
+    fig = csfpk.plot.comparison(res, "csf_trough")
+    assert "target" in fig.axes[0].get_title(loc="right")
+    r = cli("plot", str(out), env={"CSFPK_PARAMS": str(tmp_path / "no_params_here")})
+    assert r.returncode == 0 and "wrote 4 figures" in r.stdout, r.stderr
