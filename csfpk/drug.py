@@ -178,6 +178,8 @@ class Drug(PicklesMappings):
 
     ``iiv`` maps a plasma parameter name to its coefficient of variation (fraction, not %).
     ``quantities`` maps ``section.key`` to the sourced ``Quantity`` read from the file.
+    ``molecular_targets`` names what the drug inhibits (gene or enzyme names, from the file).
+    ``covariate_model`` maps a plasma parameter to (covariate, slope, reference) (``csfpk.population``).
 
     Examples
     --------
@@ -196,7 +198,7 @@ class Drug(PicklesMappings):
     potency_target_nM: float | None = None
     table1: MappingProxyType = field(default_factory=lambda: MappingProxyType({}))
     quantities: MappingProxyType = field(default_factory=lambda: MappingProxyType({}))
-    targets: str = ""
+    molecular_targets: tuple = ()
     path: str | None = None
     covariate_model: MappingProxyType = field(default_factory=lambda: MappingProxyType({}))
 
@@ -273,7 +275,7 @@ def _load_drug(key):
     # drugs are frozen, so one object per (file, mtime, size) can be shared safely
     path = Path(key[0])
     doc, where = read_document(path, "csfpk.drug/1", ("name", "molecular_weight", "plasma"),
-                               ("targets", "csf", "table1", "iiv", "label_dose", "potency", "covariates"))
+                               ("molecular_targets", "csf", "table1", "iiv", "label_dose", "potency", "covariates"))
     if doc["name"] != path.stem:
         raise ParameterError(f"{where}: name = {doc['name']!r} must equal the file name {path.stem!r}")
     quantities = {}
@@ -327,6 +329,9 @@ def _load_drug(key):
         quantities["potency.target"] = q
         target = q.value
 
+    molecular = doc.get("molecular_targets", [])
+    if not isinstance(molecular, list) or not all(isinstance(t, str) and t.strip() for t in molecular):
+        raise ParameterError(f"{where}: molecular_targets = {molecular!r}; expected a list of names, e.g. [\"EGFR\", \"HER2\"]")
     covariate_model = _read_covariates(f"{where} [covariates]", doc.get("covariates", {}), quantities)
 
     table1 = doc.get("table1", {})
@@ -336,7 +341,7 @@ def _load_drug(key):
         return Drug(
             name=doc["name"], molecular_weight=mw.value, plasma=plasma, csf=csf, iiv=iiv, label_dose=label,
             potency_target_nM=target, table1=MappingProxyType(dict(table1)),
-            quantities=MappingProxyType(quantities), targets=doc.get("targets", ""), path=where,
+            quantities=MappingProxyType(quantities), molecular_targets=tuple(molecular), path=where,
             covariate_model=covariate_model,
         )
     except ParameterError as exc:
