@@ -191,8 +191,20 @@ def run(scenarios, out=None, *, chunk=None, curves=False, client=None, scheduler
                                "'tcp://10.0.0.5:8786'")
     preps = {s.id: prepare(s, curves) for s in scenarios}  # validates everything before any file appears
     records = [s.record() for s in scenarios]
-    if out is None:
-        return _run_in_memory(scenarios, records, preps, chunk or DEFAULT_CHUNK, curves, client, scheduler, progress)
+    own = client is None and scheduler is not None
+    if own:
+        client = _connect(scheduler)  # before the folder exists: an unreachable cluster leaves nothing behind
+    try:
+        if out is None:
+            return _run_in_memory(scenarios, records, preps, chunk or DEFAULT_CHUNK, curves, client, progress)
+        return _run_to_folder(scenarios, records, preps, out, chunk, curves, client, overwrite, progress, spec)
+    finally:
+        if own:
+            client.close()
+
+
+def _run_to_folder(scenarios, records, preps, out, chunk, curves, client, overwrite, progress, spec):
+    ids = [s.id for s in scenarios]
     with RunWriter.open(out, spec=spec, spec_hash=digest(records), scenarios=records,
                         chunk=None if chunk is None else int(chunk), default_chunk=DEFAULT_CHUNK, curves=curves,
                         overwrite=overwrite) as writer:
@@ -205,7 +217,7 @@ def run(scenarios, out=None, *, chunk=None, curves=False, client=None, scheduler
         def store(s, i, a, b, frame, cur):
             writer.write_chunk(recs[s.id], i, a, b, frame, cur)
 
-        _execute(todo, preps, curves, store, client, scheduler, progress)
+        _execute(todo, preps, curves, store, client, progress)
         summary, bands = _summaries(scenarios, preps, curves, lambda s: writer.read_metrics(recs[s.id]),
                                     lambda s: writer.read_curves(recs[s.id]))
         with atomic_path(writer.summary_path(SUMMARY)) as tmp:
@@ -221,7 +233,7 @@ def run(scenarios, out=None, *, chunk=None, curves=False, client=None, scheduler
                          folder=writer.out, manifest=writer.manifest)
 
 
-def _run_in_memory(scenarios, records, preps, chunk, curves, client, scheduler, progress):
+def _run_in_memory(scenarios, records, preps, chunk, curves, client, progress):
     import pandas as pd
 
     frames = {s.id: {} for s in scenarios}
@@ -233,7 +245,7 @@ def _run_in_memory(scenarios, records, preps, chunk, curves, client, scheduler, 
             curve_parts[s.id][i] = cur
 
     todo = [(s, i, a, b) for s in scenarios for i, a, b in chunk_plan(s.population.n, chunk)]
-    _execute(todo, preps, curves, store, client, scheduler, progress)
+    _execute(todo, preps, curves, store, client, progress)
     kept = {s.id: pd.concat([frames[s.id][i] for i in sorted(frames[s.id])], ignore_index=True) for s in scenarios}
     summary, bands = _summaries(scenarios, preps, curves, lambda s: kept[s.id],
                                 lambda s: np.concatenate([curve_parts[s.id][i] for i in sorted(curve_parts[s.id])]))
@@ -241,10 +253,10 @@ def _run_in_memory(scenarios, records, preps, chunk, curves, client, scheduler, 
                      frames={r["key"]: kept[s.id] for s, r in zip(scenarios, records)})
 
 
-def _execute(todo, preps, curves, store, client, scheduler, progress):
+def _execute(todo, preps, curves, store, client, progress):
     bar = Progress(sum(b - a for _, _, a, b in todo), enabled=progress)
-    if client is not None or scheduler is not None:
-        _run_dask(todo, curves, store, client, scheduler, bar)
+    if client is not None:
+        _run_dask(todo, curves, store, client, bar)
     else:
         for s, i, a, b in todo:
             frame, cur = run_chunk(s, a, b, curves, preps[s.id])
@@ -253,30 +265,30 @@ def _execute(todo, preps, curves, store, client, scheduler, progress):
     bar.close()
 
 
-def _run_dask(todo, curves, store, client, scheduler, bar):
+def _connect(scheduler):
+    """A ``distributed.Client`` for ``scheduler``; ``DistributedError`` (one line) when that is not possible."""
     try:
-        from distributed import Client, as_completed
+        from distributed import Client
     except ImportError:
         raise DistributedError("running on a Dask cluster needs dask.distributed: pip install 'csfpk[distributed]'") from None
-    own = client is None
-    if own:
-        try:
-            client = Client(scheduler, timeout="20s")
-        except (OSError, ValueError, TypeError) as exc:
-            raise DistributedError(f"cannot reach the Dask scheduler at {scheduler!r}: {exc}") from None
     try:
-        futures = {}
-        for s, i, a, b in todo:
-            fut = client.submit(_run_chunk_task, s, a, b, curves, pure=False)
-            futures[fut] = (s, i, a, b)
-        for fut in as_completed(futures):
-            s, i, a, b = futures[fut]
-            frame, cur = fut.result()
-            store(s, i, a, b, frame, cur)
-            bar.update(len(frame))
-    finally:
-        if own:
-            client.close()
+        return Client(scheduler, timeout="20s")
+    except (OSError, ValueError, TypeError) as exc:
+        raise DistributedError(f"cannot reach the Dask scheduler at {scheduler!r}: {exc}") from None
+
+
+def _run_dask(todo, curves, store, client, bar):
+    from distributed import as_completed
+
+    futures = {}
+    for s, i, a, b in todo:
+        fut = client.submit(_run_chunk_task, s, a, b, curves, pure=False)
+        futures[fut] = (s, i, a, b)
+    for fut in as_completed(futures):
+        s, i, a, b = futures[fut]
+        frame, cur = fut.result()
+        store(s, i, a, b, frame, cur)
+        bar.update(len(frame))
 
 
 def _summaries(scenarios, preps, curves, frame_of, curves_of):
