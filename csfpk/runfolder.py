@@ -30,6 +30,8 @@ Guarantees, each checked by tests/test_runfolder.py:
   Entries of the old folder that are not part of this format (a ``figures/`` folder drawn by
   ``csfpk plot``, a user's notes) are moved into the new run unchanged: stale figures stay until
   ``csfpk plot`` redraws them, but nothing a user put there is deleted.
+  The swap is two renames (old → ``.<name>.csfpk-old-*``, build → ``<name>``); a kill between them
+  leaves both folders beside ``<name>`` and deletes nothing.
 * Readers (``read_run``) verify before anything is drawn: schema, status, manifest hash, scenario
   keys (relative names only), every chunk's range and checksum, and the summary files' checksums.
 """
