@@ -14,13 +14,10 @@ layer refuses them before calling).
 import numpy as np
 from numba import njit, prange
 
+from .codes import BOLUS, DOPRI5, NONFINITE, OBS, OK, RATE, RESET, RODAS, UNSUPPORTED  # noqa: F401 (RODAS: API)
 from .dopri5 import dopri5_segment
 from .exact import apply_simple
 from .rosenbrock import rodas_segment
-
-OBS, BOLUS, RATE, RESET = 0, 1, 2, 3
-DOPRI5, RODAS = 0, 1
-OK, NONFINITE, UNSUPPORTED = 0, 2, 6
 
 
 @njit(cache=True, nogil=True)

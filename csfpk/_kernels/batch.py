@@ -21,12 +21,9 @@ Optionally every ``curve_stride``-th grid sample is written to ``curves[s]``.
 import numpy as np
 from numba import njit, prange
 
+from .codes import (AUC, CAVG, CMAX, N_METRICS, NONFINITE, OBS, OK, PCT_ABOVE, RESET,  # noqa: F401 (N_METRICS: API)
+                    TIME_ABOVE, TMAX, TROUGH)
 from .exact import advance, apply_action, new_stepper, rates_active
-
-OBS, BOLUS, RATE, RESET, SS_TRAIN, INF_PART, SS_CONST = range(7)
-OK, NONFINITE, SINGULAR = 0, 2, 5
-CMAX, TMAX, TROUGH, CAVG, AUC, TIME_ABOVE, PCT_ABOVE = range(7)
-N_METRICS = 7
 
 
 @njit(cache=True, nogil=True)

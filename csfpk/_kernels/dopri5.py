@@ -34,13 +34,10 @@ The initial step, when not given, follows Hairer's heuristic (HNW I §II.4, p. 1
 import numpy as np
 from numba import njit
 
+from csfpk._kernels.codes import MAX_STEPS, NONFINITE, OK, SEGMENT_CONTINUE, STEP_UNDERFLOW
 from csfpk._kernels.rhs import rhs
 from csfpk._kernels.stepping import _all_finite, _initial_step, segment_start
 
-STATUS_OK = 0
-STATUS_NONFINITE = 2
-STATUS_MAX_STEPS = 3
-STATUS_H_UNDERFLOW = 4
 
 SAFETY = 0.9
 MIN_FACTOR = 0.2
@@ -133,12 +130,12 @@ def dopri5_segment(t0, t1, x, K, r, nl, rtol, atol, h, tobs, xobs, max_steps):
 
     n_acc = 0
     iobs, status = segment_start(t0, t1, x, tobs, xobs)
-    if status >= 0:
+    if status != SEGMENT_CONTINUE:
         return status, h, n_acc
 
     rhs(t0, x, K, r, nl, k[0])
     if not _all_finite(k[0]):
-        return STATUS_NONFINITE, h, n_acc
+        return NONFINITE, h, n_acc
 
     span = t1 - t0
     if not (h > 0.0) or not np.isfinite(h):
@@ -150,9 +147,9 @@ def dopri5_segment(t0, t1, x, K, r, nl, rtol, atol, h, tobs, xobs, max_steps):
     rejected = False
     while True:
         if n_att >= max_steps:
-            return STATUS_MAX_STEPS, h, n_acc
+            return MAX_STEPS, h, n_acc
         if h < 1e-14 * max(abs(t), 1.0):
-            return STATUS_H_UNDERFLOW, h, n_acc
+            return STEP_UNDERFLOW, h, n_acc
         last = False
         hs = h
         if t + 1.01 * h >= t1:  # clip onto t1 (absorbing a sliver of < 1 % of h)
@@ -237,7 +234,7 @@ def dopri5_segment(t0, t1, x, K, r, nl, rtol, atol, h, tobs, xobs, max_steps):
                     for i in range(n):
                         xobs[iobs, i] = x[i]
                     iobs += 1
-                return STATUS_OK, h_next, n_acc
+                return OK, h_next, n_acc
             h = h_new
             rejected = False
         else:

@@ -18,11 +18,9 @@ on the non-sink block (sinks accumulate without bound at steady state and are le
 import numpy as np
 from numba import njit, prange
 
+from .codes import BOLUS, INF_PART, NONFINITE, OBS, OK, RATE, RESET, SINGULAR, SS_CONST, SS_TRAIN
 from .expm import expm, propagators
 from .linalg import lu_det, lu_factor, lu_solve
-
-OBS, BOLUS, RATE, RESET, SS_TRAIN, INF_PART, SS_CONST = range(7)
-OK, NONFINITE, SINGULAR = 0, 2, 5
 
 
 @njit(cache=True, nogil=True)

@@ -45,14 +45,11 @@ The initial step, when not given, follows Hairer's heuristic (HNW I §II.4) as s
 import numpy as np
 from numba import njit
 
+from csfpk._kernels.codes import MAX_STEPS, NONFINITE, OK, SEGMENT_CONTINUE, STEP_UNDERFLOW
 from csfpk._kernels.linalg import lu_factor, lu_solve
 from csfpk._kernels.rhs import jacobian, rhs, time_derivative
 from csfpk._kernels.stepping import _all_finite, _initial_step, segment_start
 
-STATUS_OK = 0
-STATUS_NONFINITE = 2
-STATUS_MAX_STEPS = 3
-STATUS_H_UNDERFLOW = 4
 
 SAFETY = 0.9
 FAC_MIN = 1.0 / 6.0  # h_new/h <= 6  (rodas.f: FAC2 = 6)
@@ -146,12 +143,12 @@ def rodas_segment(t0, t1, x, K, r, nl, rtol, atol, h, tobs, xobs, max_steps):
 
     n_acc = 0
     iobs, status = segment_start(t0, t1, x, tobs, xobs)
-    if status >= 0:
+    if status != SEGMENT_CONTINUE:
         return status, h, n_acc
 
     rhs(t0, x, K, r, nl, f0)
     if not _all_finite(f0):
-        return STATUS_NONFINITE, h, n_acc
+        return NONFINITE, h, n_acc
 
     span = t1 - t0
     if not (h > 0.0) or not np.isfinite(h):
@@ -167,9 +164,9 @@ def rodas_segment(t0, t1, x, K, r, nl, rtol, atol, h, tobs, xobs, max_steps):
     err_acc = 1.0
     while True:
         if n_att >= max_steps:
-            return STATUS_MAX_STEPS, h, n_acc
+            return MAX_STEPS, h, n_acc
         if h < 1e-14 * max(abs(t), 1.0):
-            return STATUS_H_UNDERFLOW, h, n_acc
+            return STEP_UNDERFLOW, h, n_acc
         if not fresh:
             if n_acc > 0:
                 rhs(t, x, K, r, nl, f0)
@@ -290,7 +287,7 @@ def rodas_segment(t0, t1, x, K, r, nl, rtol, atol, h, tobs, xobs, max_steps):
                     for i in range(n):
                         xobs[iobs, i] = x[i]
                     iobs += 1
-                return STATUS_OK, h_next, n_acc
+                return OK, h_next, n_acc
             h = h_new
             rejected = False
         else:

@@ -3,6 +3,7 @@
 import numpy as np
 from numba import njit
 
+from csfpk._kernels.codes import NONFINITE, OK, SEGMENT_CONTINUE
 from csfpk._kernels.rhs import rhs
 
 
@@ -53,8 +54,9 @@ def _initial_step(t0, t1, x, f0, K, r, nl, rtol, atol, order, y1, f1):
 @njit(cache=True, nogil=True)
 def segment_start(t0, t1, x, tobs, xobs):
     """Common start of an integrator segment: observations at (or, defensively, before) t0 get the
-    initial state; returns (next observation index, status), status −1 to go on integrating, 2 for a
-    non-finite initial state, 0 when the span is empty (every observation then gets the initial state).
+    initial state; returns (next observation index, status): ``SEGMENT_CONTINUE`` to go on integrating,
+    ``NONFINITE`` for a non-finite initial state, ``OK`` when the span is empty (every observation then
+    gets the initial state).
     """
     n = x.shape[0]
     m = tobs.shape[0]
@@ -64,11 +66,11 @@ def segment_start(t0, t1, x, tobs, xobs):
             xobs[iobs, i] = x[i]
         iobs += 1
     if not _all_finite(x):
-        return iobs, 2
+        return iobs, NONFINITE
     if not (t1 > t0):
         while iobs < m:
             for i in range(n):
                 xobs[iobs, i] = x[i]
             iobs += 1
-        return iobs, 0
-    return iobs, -1
+        return iobs, OK
+    return iobs, SEGMENT_CONTINUE
