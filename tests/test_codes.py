@@ -40,6 +40,14 @@ def test_metric_slots_match_the_names_of_csfpk_metrics():
     assert sorted(codes.METRICS.values()) == list(range(codes.N_METRICS))
 
 
+def test_stat_slots_are_the_keys_of_simulation_stats():
+    import csfpk
+
+    assert sorted(codes.STATS.values()) == list(range(codes.N_STATS))
+    res = csfpk.simulate("lorlatinib", csfpk.Regimen.every(amt=100, ii=24, n=1), t_end=24, method="stiff")
+    assert list(res.stats) == list(codes.STATS)
+
+
 def test_schedule_uses_the_kernel_action_codes():
     for name, value in codes.ACTIONS.items():
         assert getattr(schedule, name) == value

@@ -7,6 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.integrate import solve_ivp
 
+from csfpk._kernels import codes
 from csfpk._kernels.dopri5 import dopri5_segment
 from csfpk._kernels.rhs import (
     NL_CENTRAL,
@@ -56,17 +57,22 @@ def make_nl(vmax=0.0, km=1.0, dcl=0.0, kind=0.0, v1=20.0):
 
 
 def run(fn, t0, t1, x0, K, r=None, nl=None, rtol=1e-10, atol=1e-12, h=0.0, tobs=None,
-        max_steps=1_000_000):
-    """Call a kernel with canonical argument types; returns (status, h_next, n_acc, x, xobs)."""
+        max_steps=1_000_000, with_stats=False):
+    """Call a kernel with canonical argument types; returns (status, h_next, n_acc, x, xobs), and the step
+    counts as a dict after them when ``with_stats``."""
     x = np.array(x0, dtype=np.float64)
     n = x.shape[0]
     r = np.zeros(n) if r is None else np.ascontiguousarray(r, dtype=np.float64)
     nl = make_nl() if nl is None else nl
     tobs = np.zeros(0) if tobs is None else np.ascontiguousarray(tobs, dtype=np.float64)
     xobs = np.full((tobs.shape[0], n), np.nan)
-    status, h_next, n_acc = fn(float(t0), float(t1), x, np.ascontiguousarray(K, dtype=np.float64),
-                               r, nl, float(rtol), float(atol), float(h), tobs, xobs,
-                               np.int64(max_steps))
+    stats = np.zeros(codes.N_STATS, dtype=np.int64)
+    status, h_next = fn(float(t0), float(t1), x, np.ascontiguousarray(K, dtype=np.float64),
+                        r, nl, float(rtol), float(atol), float(h), tobs, xobs,
+                        np.int64(max_steps), stats)
+    n_acc = int(stats[codes.STEPS_ACCEPTED])
+    if with_stats:
+        return status, h_next, n_acc, x, xobs, {name: int(stats[slot]) for name, slot in codes.STATS.items()}
     return status, h_next, n_acc, x, xobs
 
 
@@ -291,6 +297,50 @@ def test_status_step_underflow(fn):
     x0 = np.array([100.0, 0, 0, 0, 0])
     status, _, n_acc, _, _ = run(fn, 0.0, 10.0, x0, K, h=1e-20)
     assert status == 4 and n_acc == 0
+
+
+# --------------------------------------------------------------------------- step counts
+
+
+@pytest.mark.parametrize("rtol", [1e-4, 1e-6, 1e-8])
+def test_dopri5_takes_the_steps_and_evaluations_of_scipy_rk45(rtol):
+    """Same tableau, error norm, step control and initial-step heuristic as scipy's RK45: the same number of
+    steps and of right-hand-side evaluations (scipy's nfev: 2 + 6 per attempted step), like scipy's own
+    tests that pin function-evaluation counts."""
+    K = pk_matrix()
+    x0 = np.array([100.0, 0, 0, 0, 0])
+    status, _, _, _, _, stats = run(dopri5_segment, 0.0, 48.0, x0, K, rtol=rtol, atol=1e-9, with_stats=True)
+    assert status == 0
+    f, _ = reference_rhs(K, make_nl())
+    sol = solve_ivp(f, (0.0, 48.0), x0, method="RK45", rtol=rtol, atol=1e-9, args=(np.zeros(5),))
+    assert stats["steps_accepted"] == sol.t.size - 1
+    assert stats["rhs_evaluations"] == sol.nfev == 2 + 6 * (stats["steps_accepted"] + stats["steps_rejected"])
+    assert stats["lu_factorisations"] == 0
+
+
+def test_rodas_counts_one_lu_per_attempt_and_five_rhs_per_stage_set():
+    K = pk_matrix(kel=0.05)
+    nl = make_nl(vmax=30.0, km=2.0)
+    x0 = np.array([100.0, 200.0, 0, 0, 0])
+    status, _, _, _, _, stats = run(rodas_segment, 0.0, 48.0, x0, K, nl=nl, rtol=1e-6, atol=1e-9, with_stats=True)
+    assert status == 0 and stats["steps_accepted"] > 0
+    attempts = stats["steps_accepted"] + stats["steps_rejected"]
+    assert stats["lu_factorisations"] == attempts
+    # f at the start, 1 for the first-step heuristic, 5 stages per attempt, f at each new accepted point but the last
+    assert stats["rhs_evaluations"] == 2 + 5 * attempts + stats["steps_accepted"] - 1
+
+
+@pytest.mark.parametrize("fn", KERNELS, ids=IDS)
+def test_tighter_rtol_takes_more_steps(fn):
+    K = pk_matrix(kel=0.05)
+    nl = make_nl(vmax=30.0, km=2.0, dcl=4.0, kind=0.1)
+    x0 = np.array([100.0, 200.0, 0, 0, 0])
+    counts = [run(fn, 0.5, 48.5, x0, K, nl=nl, rtol=rtol, atol=1e-10, with_stats=True)[5] for rtol in (1e-4, 1e-7, 1e-10)]
+    for loose, tight in zip(counts, counts[1:]):
+        assert tight["steps_accepted"] > loose["steps_accepted"] > 0
+        assert tight["rhs_evaluations"] > loose["rhs_evaluations"]
+        if fn is rodas_segment:
+            assert tight["lu_factorisations"] > loose["lu_factorisations"]
 
 
 # --------------------------------------------------------------------------- compilation

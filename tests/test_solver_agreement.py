@@ -29,3 +29,18 @@ def test_solvers_agree_on_drug(name):
     for method in methods:
         x, _, used = solve(model, regimen, times, method=method, rtol=1e-10, atol=1e-13)
         assert err(x) < 1e-7, (method, err(x))
+
+
+def test_results_expose_step_counts_that_grow_with_tighter_rtol():
+    """SimulationResult.stats: the adaptive methods' work, summed over every dose interval; none for exact."""
+    regimen = csfpk.Regimen.every(amt=100, ii=24, n=3)
+    for method in ("adaptive", "stiff"):
+        loose, tight = (csfpk.simulate("lorlatinib", regimen, t_end=96, method=method, rtol=rtol).stats
+                        for rtol in (1e-5, 1e-9))
+        assert loose["steps_accepted"] >= 3  # at least one step per dose interval
+        assert min(loose.values()) >= 0 and loose["rhs_evaluations"] > loose["steps_accepted"]
+        assert tight["steps_accepted"] > loose["steps_accepted"]
+        assert tight["rhs_evaluations"] > loose["rhs_evaluations"]
+        assert (tight["lu_factorisations"] > loose["lu_factorisations"] > 0) if method == "stiff" else \
+            (tight["lu_factorisations"] == loose["lu_factorisations"] == 0)
+    assert csfpk.simulate("erlotinib", regimen, t_end=96).stats is None  # exact: no steps
