@@ -35,3 +35,18 @@ def test_public_names_are_the_documented_objects_of_their_modules():
             assert obj.__module__.startswith("csfpk.") and obj.__name__ == name, (name, obj)
             owners.setdefault(id(obj), []).append(name)
     assert all(len(v) == 1 for v in owners.values()), [v for v in owners.values() if len(v) > 1]
+
+
+def test_bare_pytest_collects_the_benchmark_tests_and_doctests_are_collected():
+    """`pytest` without `python -m` does not put the working directory on sys.path; pyproject's
+    ``pythonpath`` must (isolated mode, -I, gives the same sys.path as the console script)."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    out = subprocess.run([sys.executable, "-I", "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider",
+                          "tests/test_benchmarks.py"], cwd=root, capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    # and the CI command runs the package's docstring examples
+    out = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider",
+                          "csfpk/metrics.py"], cwd=root, capture_output=True, text=True)
+    assert "csfpk/metrics.py::csfpk.metrics.exposure" in out.stdout, out.stdout[-2000:]
