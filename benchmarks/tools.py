@@ -17,9 +17,9 @@ import importlib.util
 
 import numpy as np
 
+from csfpk._kernels.codes import DOPRI5, RODAS
 from csfpk._kernels.rhs import NL_CENTRAL, NL_KM, NL_SINK, NL_V1, NL_VMAX
 
-DOPRI5, RODAS = 0, 1
 MAX_STEPS = 10_000_000
 
 
@@ -42,15 +42,16 @@ def csfpk_exact(w, Ks, nls, tol, out=None):
 
 
 def _csfpk_adaptive(method, w, Ks, nls, tol, out=None):
-    from csfpk._kernels import adaptive
+    from csfpk._kernels import adaptive, codes
 
     tl = w.timeline
     S = Ks.shape[0]
     if out is None:
         out = np.empty((S, tl.n_out, Ks.shape[1]))
     status = np.empty(S, dtype=np.int64)
+    stats = np.zeros((S, codes.N_STATS), dtype=np.int64)
     adaptive.run_batch(np.int64(method), Ks, nls, tl.kind, tl.time, tl.cmt, tl.value, float(tol["rtol"]),
-                       float(tol["atol"]), np.int64(MAX_STEPS), out, status)
+                       float(tol["atol"]), np.int64(MAX_STEPS), out, status, stats)
     return out, status
 
 

@@ -121,7 +121,7 @@ def exposure(conc, times, target=np.inf, window=None, dose_times=()):
     --------
     >>> import numpy as np
     >>> t = np.array([0.0, 1.0, 2.0])
-    >>> exposure(np.array([0.0, 2.0, 0.0]), t, target=1.0)["time_above"]
+    >>> float(exposure(np.array([0.0, 2.0, 0.0]), t, target=1.0)["time_above"])
     1.0
     """
     conc = np.asarray(conc, dtype=float)

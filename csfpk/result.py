@@ -18,6 +18,21 @@ class SimulationResult:
     model : the compiled ``Model``.
     method : solver used (``"exact"``, ``"adaptive"`` or ``"stiff"``).
     doses : (time h, state index, amount mg) of each dose actually given (after F and lag).
+    regimen : the ``Regimen`` simulated.
+    stats : step counts of the adaptive methods, summed over the run (None for ``"exact"``, which
+        takes no steps): ``steps_accepted``, ``steps_rejected`` (error too large, singular iteration
+        matrix or overflow), ``rhs_evaluations`` and ``lu_factorisations`` (``"stiff"`` only; 0 for
+        ``"adaptive"``). Like diffrax's ``Solution.stats`` and scipy's ``nfev``/``nlu``: a measure of the
+        work done, and of stiffness when ``"adaptive"`` needs many more steps than ``"stiff"``.
+
+    Examples
+    --------
+    >>> import csfpk
+    >>> res = csfpk.simulate("lorlatinib", csfpk.Regimen.every(amt=100, ii=24, n=2), t_end=48, method="stiff")
+    >>> sorted(res.stats)
+    ['lu_factorisations', 'rhs_evaluations', 'steps_accepted', 'steps_rejected']
+    >>> res.stats["steps_accepted"] > 0 and res.stats["lu_factorisations"] >= res.stats["steps_accepted"]
+    True
     """
 
     times: np.ndarray
@@ -26,6 +41,7 @@ class SimulationResult:
     method: str
     doses: tuple
     regimen: object = None
+    stats: dict | None = None
 
     @property
     def compartments(self):

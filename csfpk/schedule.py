@@ -37,10 +37,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ._kernels.codes import BOLUS, INF_PART, OBS, RATE, RESET, SS_CONST, SS_TRAIN
 from .errors import ScheduleError
 from .regimen import Regimen
 
-OBS, BOLUS, RATE, RESET, SS_TRAIN, INF_PART, SS_CONST = range(7)
 _MAX_RUNNING = 100_000
 
 

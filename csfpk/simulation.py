@@ -77,6 +77,13 @@ def solve(model, regimen, times, *, method="auto", record_outputs=False, rtol=1e
     ``times`` are the regular output times; with ``record_outputs`` one more row per record
     follows them, as NONMEM's table rows (state after the record is processed).
     """
+    out, tl, method, _ = _solve(model, regimen, times, method=method, record_outputs=record_outputs, rtol=rtol,
+                                atol=atol, max_steps=max_steps)
+    return out, tl, method
+
+
+def _solve(model, regimen, times, *, method, record_outputs, rtol, atol, max_steps):
+    """``solve`` plus the step counts of the adaptive methods (``{name: int}``, None for exact)."""
     method = choose_method(model, method)
     tl = build_timeline(model, as_regimen(regimen), times, record_outputs=record_outputs)
     out = np.zeros((tl.n_out, model.n))
@@ -84,22 +91,25 @@ def solve(model, regimen, times, *, method="auto", record_outputs=False, rtol=1e
     if method == "exact":
         from ._kernels import exact
 
+        stats = None
         code = exact.run_subject(K, np.int64(model.n_dynamic), tl.kind, tl.time, tl.cmt, tl.value, tl.aux,
                                  float(tl.grid_step), out)
     else:
         if tl.has_ss:
             raise ScheduleError("steady-state records (ss = 1 or 2) need a linear model and method='exact'; "
                                 "simulate the dosing history instead")
-        from ._kernels import adaptive
+        from ._kernels import adaptive, codes
 
         _check_tol(rtol, atol)
-        code = adaptive.run_subject(np.int64(0 if method == "adaptive" else 1), K, model.nl.astype(np.float64),
-                                    tl.kind, tl.time, tl.cmt, tl.value, float(rtol), float(atol),
-                                    np.int64(max_steps), out)
+        counts = np.zeros(codes.N_STATS, dtype=np.int64)
+        code = adaptive.run_subject(np.int64(codes.DOPRI5 if method == "adaptive" else codes.RODAS), K,
+                                    model.nl.astype(np.float64), tl.kind, tl.time, tl.cmt, tl.value, float(rtol),
+                                    float(atol), np.int64(max_steps), out, counts)
+        stats = {name: int(counts[slot]) for name, slot in codes.STATS.items()}
     status = Status(int(code))
     if status != Status.OK:
         raise SolverError(f"{model.name}: {status.name}: {status.message}")
-    return out, tl, method
+    return out, tl, method, stats
 
 
 def _check_tol(rtol, atol):
@@ -127,7 +137,8 @@ def simulate(drug, regimen, t_end=None, dt=1.0, *, method="auto", csf_layout="si
 
     Returns
     -------
-    SimulationResult, with ``to_frame()`` giving time_h, compartment, conc_mg_L, conc_nM, conc_ng_mL.
+    SimulationResult, with ``to_frame()`` giving time_h, compartment, conc_mg_L, conc_nM, conc_ng_mL, and
+    ``stats``, the step counts of the adaptive methods (None for ``exact``).
 
     Examples
     --------
@@ -141,5 +152,7 @@ def simulate(drug, regimen, t_end=None, dt=1.0, *, method="auto", csf_layout="si
     dt = hours(dt, "dt")
     t_end = regimen.end + _DEFAULT_TAIL_H if t_end is None else hours(t_end, "t_end")
     grid = output_grid(t_end, dt)
-    amounts, tl, used = solve(model, regimen, grid, method=method, rtol=rtol, atol=atol)
-    return SimulationResult(times=grid, amounts=amounts, model=model, method=used, doses=tl.doses, regimen=regimen)
+    amounts, tl, used, stats = _solve(model, regimen, grid, method=method, record_outputs=False, rtol=rtol, atol=atol,
+                                      max_steps=1_000_000)
+    return SimulationResult(times=grid, amounts=amounts, model=model, method=used, doses=tl.doses, regimen=regimen,
+                            stats=stats)

@@ -1,17 +1,30 @@
-"""Kernel status codes and the messages a user needs (after SciMLBase's documented retcodes)."""
+"""Kernel status codes and the messages a user needs (after SciMLBase's documented retcodes).
+
+The integer values are defined once, in ``csfpk._kernels.codes``; this enum names them and
+holds the message for each (``tests/test_codes.py`` checks that the two agree).
+"""
 
 from enum import IntEnum
 
+from ._kernels import codes
+
 
 class Status(IntEnum):
-    """Outcome of a kernel run for one subject."""
+    """Outcome of a kernel run for one subject.
 
-    OK = 0
-    NONFINITE = 2
-    MAX_STEPS = 3
-    STEP_UNDERFLOW = 4
-    SINGULAR = 5
-    UNSUPPORTED = 6
+    Examples
+    --------
+    >>> from csfpk.status import Status
+    >>> Status(2).name, Status(2).message.split(";")[0]
+    ('NONFINITE', 'the state became NaN or infinite')
+    """
+
+    OK = codes.OK
+    NONFINITE = codes.NONFINITE
+    MAX_STEPS = codes.MAX_STEPS
+    STEP_UNDERFLOW = codes.STEP_UNDERFLOW
+    SINGULAR = codes.SINGULAR
+    UNSUPPORTED = codes.UNSUPPORTED
 
     @property
     def message(self):

@@ -197,4 +197,8 @@ def test_csv_export_roundtrip_and_atomic(tmp_path):
     assert [(r.time, r.amt, r.cmt, r.ii, r.addl) for r in back.records] == \
         [(r.time, r.amt, r.cmt, r.ii, r.addl) for r in reg.records]
     assert [f.name for f in tmp_path.iterdir()] == ["reg.csv"]  # no temporary file left
-    assert isinstance(pd.read_csv(p), pd.DataFrame)
+    # NONMEM's columns, one row per record: 12 mg twice weekly for 4 weeks (8 doses = 1 + addl 7), then weekly
+    frame = pd.read_csv(p)
+    assert list(frame.columns) == ["time", "evid", "amt", "cmt", "rate", "ii", "addl", "ss"]
+    assert frame[["time", "amt", "ii", "addl"]].values.tolist() == [[0.0, 12.0, 84.0, 7], [672.0, 12.0, 168.0, 3]]
+    assert set(frame["cmt"]) == {"it_lumbar"} and set(frame["evid"]) == {1}

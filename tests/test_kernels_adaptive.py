@@ -1,20 +1,15 @@
 """Tests of the adaptive segment integrators: dopri5_segment (Dormand–Prince 5(4)) and
 rodas_segment (Rodas4), against matrix exponentials, scipy's Radau and each other."""
 
-import os
-import sys
-
 import numpy as np
 import pytest
-import scipy.linalg as sla
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.integrate import solve_ivp
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from csfpk._kernels.dopri5 import dopri5_segment  # noqa: E402
-from csfpk._kernels.rhs import (  # noqa: E402
+from csfpk._kernels import codes
+from csfpk._kernels.dopri5 import dopri5_segment
+from csfpk._kernels.rhs import (
     NL_CENTRAL,
     NL_DCL,
     NL_KIND,
@@ -23,10 +18,9 @@ from csfpk._kernels.rhs import (  # noqa: E402
     NL_SIZE,
     NL_V1,
     NL_VMAX,
-    jacobian,
-    rhs,
 )
-from csfpk._kernels.rosenbrock import rodas_segment  # noqa: E402
+from csfpk._kernels.rosenbrock import rodas_segment
+from oracles import expm_solution, radau_segment, reference_rhs
 
 KERNELS = [dopri5_segment, rodas_segment]
 IDS = ["dopri5", "rodas"]
@@ -63,29 +57,23 @@ def make_nl(vmax=0.0, km=1.0, dcl=0.0, kind=0.0, v1=20.0):
 
 
 def run(fn, t0, t1, x0, K, r=None, nl=None, rtol=1e-10, atol=1e-12, h=0.0, tobs=None,
-        max_steps=1_000_000):
-    """Call a kernel with canonical argument types; returns (status, h_next, n_acc, x, xobs)."""
+        max_steps=1_000_000, with_stats=False):
+    """Call a kernel with canonical argument types; returns (status, h_next, n_acc, x, xobs), and the step
+    counts as a dict after them when ``with_stats``."""
     x = np.array(x0, dtype=np.float64)
     n = x.shape[0]
     r = np.zeros(n) if r is None else np.ascontiguousarray(r, dtype=np.float64)
     nl = make_nl() if nl is None else nl
     tobs = np.zeros(0) if tobs is None else np.ascontiguousarray(tobs, dtype=np.float64)
     xobs = np.full((tobs.shape[0], n), np.nan)
-    status, h_next, n_acc = fn(float(t0), float(t1), x, np.ascontiguousarray(K, dtype=np.float64),
-                               r, nl, float(rtol), float(atol), float(h), tobs, xobs,
-                               np.int64(max_steps))
+    stats = np.zeros(codes.N_STATS, dtype=np.int64)
+    status, h_next = fn(float(t0), float(t1), x, np.ascontiguousarray(K, dtype=np.float64),
+                        r, nl, float(rtol), float(atol), float(h), tobs, xobs,
+                        np.int64(max_steps), stats)
+    n_acc = int(stats[codes.STEPS_ACCEPTED])
+    if with_stats:
+        return status, h_next, n_acc, x, xobs, {name: int(stats[slot]) for name, slot in codes.STATS.items()}
     return status, h_next, n_acc, x, xobs
-
-
-def expm_solution(K, x0, times, r=None):
-    """Exact solution of dx/dt = K x + r via the augmented matrix [[K, r], [0, 0]]."""
-    n = K.shape[0]
-    M = np.zeros((n + 1, n + 1))
-    M[:n, :n] = K
-    if r is not None:
-        M[:n, n] = r
-    z0 = np.append(x0, 1.0)
-    return np.array([(sla.expm(M * t) @ z0)[:n] for t in times])
 
 
 def assert_rel(x, ref, rel, scale, slack=1e-11):
@@ -100,20 +88,6 @@ def assert_rel(x, ref, rel, scale, slack=1e-11):
     assert not bad.any(), (
         f"max |err|/bound = {np.max(np.abs(x - ref) / bound):.3g}; "
         f"max |err| = {np.max(np.abs(x - ref)):.3g}")
-
-
-def python_rhs(K, r, nl):
-    def f(t, x):
-        dx = np.empty_like(x)
-        rhs(t, x, K, r, nl, dx)
-        return dx
-
-    def jac(t, x):
-        J = np.empty((x.shape[0], x.shape[0]))
-        jacobian(t, x, K, nl, J)
-        return J
-
-    return f, jac
 
 
 # --------------------------------------------------------------------------- linear models
@@ -189,13 +163,10 @@ def test_nonlinear_matches_radau(fn, kind):
     tobs = np.linspace(t0, t1, 20)
     status, _, _, x, xobs = run(fn, t0, t1, x0, K, r=r, nl=nl, tobs=tobs)
     assert status == 0
-    f, jac = python_rhs(K, r, nl)
-    sol = solve_ivp(f, (t0, t1), x0, method="Radau", jac=jac, t_eval=tobs, rtol=1e-10,
-                    atol=1e-12)
-    assert sol.success
+    ref = radau_segment(K, nl, x0, t0, t1, tobs, r=r, rtol=1e-10, atol=1e-12)
     total = x0.sum() + r.sum() * (t1 - t0)
-    assert_rel(xobs, sol.y.T, 1e-7, total)
-    assert_rel(x, sol.y[:, -1], 1e-7, total)
+    assert_rel(xobs, ref, 1e-7, total)
+    assert_rel(x, ref[-1], 1e-7, total)
     np.testing.assert_allclose(x.sum(), total, rtol=1e-12)
 
 
@@ -256,8 +227,8 @@ def test_convergence_order(fn, order):
     e2 = _fixed_step_error(fn, K, r, make_nl(), x0, T, 64, ref)
     assert abs(np.log2(e1 / e2) - order) < 0.2
     nl = make_nl(dcl=3.0, kind=0.5, v1=10.0)
-    f, jac = python_rhs(K, r, nl)
-    ref = solve_ivp(f, (0.0, T), x0, method="DOP853", rtol=1e-13, atol=1e-13).y[:, -1]
+    f, _ = reference_rhs(K, nl)
+    ref = solve_ivp(f, (0.0, T), x0, method="DOP853", rtol=1e-13, atol=1e-13, args=(r,)).y[:, -1]
     e1 = _fixed_step_error(fn, K, r, nl, x0, T, 64, ref)
     e2 = _fixed_step_error(fn, K, r, nl, x0, T, 128, ref)
     assert np.log2(e1 / e2) > order - 0.5
@@ -328,18 +299,99 @@ def test_status_step_underflow(fn):
     assert status == 4 and n_acc == 0
 
 
-# --------------------------------------------------------------------------- compilation
+# --------------------------------------------------------------------------- step counts
+
+
+@pytest.mark.parametrize("rtol", [1e-4, 1e-6, 1e-8])
+def test_dopri5_takes_the_steps_and_evaluations_of_scipy_rk45(rtol):
+    """Same tableau, error norm, step control and initial-step heuristic as scipy's RK45: the same number of
+    steps and of right-hand-side evaluations (scipy's nfev: 2 + 6 per attempted step), like scipy's own
+    tests that pin function-evaluation counts."""
+    K = pk_matrix()
+    x0 = np.array([100.0, 0, 0, 0, 0])
+    status, _, _, _, _, stats = run(dopri5_segment, 0.0, 48.0, x0, K, rtol=rtol, atol=1e-9, with_stats=True)
+    assert status == 0
+    f, _ = reference_rhs(K, make_nl())
+    sol = solve_ivp(f, (0.0, 48.0), x0, method="RK45", rtol=rtol, atol=1e-9, args=(np.zeros(5),))
+    assert stats["steps_accepted"] == sol.t.size - 1
+    assert stats["rhs_evaluations"] == sol.nfev == 2 + 6 * (stats["steps_accepted"] + stats["steps_rejected"])
+    assert stats["lu_factorisations"] == 0
+
+
+def test_rodas_counts_one_lu_per_attempt_and_five_rhs_per_stage_set():
+    K = pk_matrix(kel=0.05)
+    nl = make_nl(vmax=30.0, km=2.0)
+    x0 = np.array([100.0, 200.0, 0, 0, 0])
+    status, _, _, _, _, stats = run(rodas_segment, 0.0, 48.0, x0, K, nl=nl, rtol=1e-6, atol=1e-9, with_stats=True)
+    assert status == 0 and stats["steps_accepted"] > 0
+    attempts = stats["steps_accepted"] + stats["steps_rejected"]
+    assert stats["lu_factorisations"] == attempts
+    # f at the start, 1 for the first-step heuristic, 5 stages per attempt, f at each new accepted point but the last
+    assert stats["rhs_evaluations"] == 2 + 5 * attempts + stats["steps_accepted"] - 1
 
 
 @pytest.mark.parametrize("fn", KERNELS, ids=IDS)
-def test_single_compiled_signature(fn):
-    for n in (3, 5, 12):
-        K = -np.eye(n) * 0.5
-        K[-1, :-1] = 0.5  # everything drains into the last compartment
-        K[-1, -1] = 0.0
-        x0 = np.linspace(1.0, 2.0, n)
-        run(fn, 0.0, 5.0, x0, K, nl=make_nl(), tobs=np.array([0.0, 2.5, 5.0]))
-        run(fn, 0.0, 5.0, x0, K, nl=make_nl(), h=0.1, max_steps=5)
-    # different model flavours and a bolus-only call with no observations
-    run(fn, 0.0, 5.0, np.ones(5), pk_matrix(), nl=make_nl(vmax=1.0, km=1.0, dcl=1.0, kind=1.0))
-    assert len(fn.signatures) == 1, fn.signatures
+def test_tighter_rtol_takes_more_steps(fn):
+    K = pk_matrix(kel=0.05)
+    nl = make_nl(vmax=30.0, km=2.0, dcl=4.0, kind=0.1)
+    x0 = np.array([100.0, 200.0, 0, 0, 0])
+    counts = [run(fn, 0.5, 48.5, x0, K, nl=nl, rtol=rtol, atol=1e-10, with_stats=True)[5] for rtol in (1e-4, 1e-7, 1e-10)]
+    for loose, tight in zip(counts, counts[1:]):
+        assert tight["steps_accepted"] > loose["steps_accepted"] > 0
+        assert tight["rhs_evaluations"] > loose["rhs_evaluations"]
+        if fn is rodas_segment:
+            assert tight["lu_factorisations"] > loose["lu_factorisations"]
+
+
+# --------------------------------------------------------------------------- compilation
+
+
+def test_every_kernel_compiles_one_signature_through_the_public_api():
+    """DESIGN §5 / STYLE 4: one compile per model structure. Raw Python ints, lists and pandas columns go
+    in through the public API (simulate, solve, compare, counts_along) with models of different sizes
+    (plasma only, single, regional, nonlinear); afterwards every numba dispatcher of csfpk._kernels that
+    was compiled has exactly one signature. (A missing cast in the Python layer, e.g. passing ``atol=1``
+    on as an int, would compile a second one.)"""
+    import importlib
+    import pkgutil
+
+    import pandas as pd
+    from numba.core.registry import CPUDispatcher
+
+    import csfpk
+    import csfpk._kernels
+    from csfpk.myelosuppression import counts_along, load_myelosuppression
+    from csfpk.simulation import solve
+
+    erl, lor, mtx = (csfpk.load_drug(n) for n in ("erlotinib", "lorlatinib", "methotrexate"))
+    frame = pd.DataFrame({"time": [0, 12, 36], "amt": [100, 100, 150], "cmt": ["oral"] * 3})  # int64 columns
+    ss = pd.DataFrame({"time": [0], "amt": [150], "cmt": ["oral"], "ii": [24], "ss": [1]})
+    for regimen in (csfpk.Regimen.every(amt=150, ii=24, n=3), csfpk.Regimen.from_frame(frame)):
+        for layout in ("none", "single", "regional"):
+            for method in ("exact", "adaptive", "stiff"):
+                csfpk.simulate(erl, regimen, t_end=72, dt=1, method=method, csf_layout=layout)
+            csfpk.simulate(erl, regimen, t_end="3d", dt=2, method="stiff", rtol=1e-6, atol=1, csf_layout=layout)
+        for method in ("adaptive", "stiff"):
+            csfpk.simulate(lor, regimen, t_end=72, dt=3, method=method, rtol=np.float64(1e-7), atol=1)
+        model = csfpk.build_model(erl)
+        solve(model, regimen, [0, 1, 2, 10, 50], record_outputs=True)
+        solve(model, regimen, frame["time"], method="adaptive", atol=1, max_steps=10_000)
+    csfpk.simulate(erl, csfpk.Regimen.from_frame(ss), t_end=48)  # steady-state actions
+    csfpk.simulate(mtx, csfpk.Regimen.from_frame(pd.DataFrame({"time": [0, 84], "amt": [12, 12],
+                                                             "cmt": ["it_lumbar"] * 2})), t_end=200)
+    csfpk.compare(erl, {"150 mg qd": csfpk.Regimen.every(amt=150, ii=24, n=2)},
+                  population=csfpk.Population(n=3, seed=1), t_end=48)
+    lineage = load_myelosuppression().lineages["neutrophils"]
+    counts_along([0, 1, 2, 3], [0, 1, 2, 0], lineage, 1, substeps=2)
+
+    compiled = {}
+    for info in pkgutil.iter_modules(csfpk._kernels.__path__):
+        mod = importlib.import_module(f"csfpk._kernels.{info.name}")
+        for name, obj in vars(mod).items():
+            if isinstance(obj, CPUDispatcher) and obj.__module__ == mod.__name__ and obj.signatures:
+                compiled[f"{info.name}.{name}"] = obj.signatures
+    # the kernels Python calls; their callees show signatures too when compiled afresh (not loaded from cache)
+    for entry in ("exact.run_subject", "adaptive.run_subject", "batch.run_metrics", "friberg.run"):
+        assert entry in compiled, f"{entry} was not exercised"
+    many = {k: v for k, v in compiled.items() if len(v) != 1}
+    assert not many, many

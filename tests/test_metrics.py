@@ -77,3 +77,15 @@ def test_kernel_metrics_match_numpy_reference():
         for o, vals in ref.items():
             for name, v in vals.items():
                 assert frame[f"{o}_{name}"][i] == pytest.approx(v, rel=1e-10, abs=1e-12), (o, name)
+
+
+def test_tmax_is_the_first_time_at_the_maximum():
+    """A plateau (an infusion at steady state, a clipped curve) has many samples at Cmax: Tmax is the first,
+    in the whole span and in a window that starts on the plateau."""
+    t = np.arange(0.0, 10.0)
+    c = np.array([0.0, 1.0, 3.0, 3.0, 3.0, 2.0, 3.0, 1.0, 0.0, 0.0])
+    assert metrics.tmax(c, t) == 2.0
+    assert metrics.exposure(c, t)["tmax"] == 2.0
+    assert metrics.tmax(c, t, window=(3.0, 9.0)) == 3.0
+    both = metrics.tmax(np.vstack([c, c[::-1]]), t)  # along the last axis, per row
+    np.testing.assert_array_equal(both, [2.0, 3.0])

@@ -20,6 +20,7 @@ from csfpk.errors import ParameterError
 from csfpk.figures import write_figures
 from csfpk.runfolder import SCHEMA, RunFolderError
 from csfpk.scenario import Scenario
+from csfpk.population import subject_drug_changes
 
 matplotlib.use("Agg")
 
@@ -170,10 +171,22 @@ def test_population_bands_one_panel_and_ribbon_pair_per_regimen(two_drug_run, tm
         assert len(gids(ax, "target")) == 1
     assert panels[0].get_ylabel() == "CSF concentration (nM)"
     assert panels[-1].get_xlabel() == "time (days)"
-    # the median ribbon is the data's: between the 5th and 95th percentile everywhere
-    band = gids(panels[0], "band_5_95")[0].get_paths()[0].vertices
-    median = gids(panels[0], "median")[0].get_ydata()
-    assert np.nanmin(median) >= band[:, 1].min() - 1e-6
+    # the first panel draws the data: its median line and 5th–95th ribbon equal the percentiles of the 40
+    # subjects' CSF curves recomputed here one subject at a time with csfpk.simulate (float32 on disk)
+    erl = csfpk.load_drug("erlotinib")
+    params = csfpk.Population(n=40, seed=3, penetration="range").sample(erl, 0, 40)
+    conc = np.array([csfpk.simulate(erl.replace(**subject_drug_changes(params, i)),
+                                    csfpk.Regimen.every(amt=150, ii=24, n=14), t_end=336.0, dt=1.0).conc("csf")
+                     for i in range(40)]) / erl.molecular_weight * 1e6  # nM
+    line = gids(panels[0], "median")[0]
+    rows = np.rint(np.asarray(line.get_xdata()) * 24.0).astype(int)  # days → index of the hourly grid
+    p5, p50, p95 = np.percentile(conc[:, rows], [5, 50, 95], axis=0)
+    assert p50[0] == 0 and np.all(p5[1:] > 0)  # pre-dose zero: not drawn on the log axis
+    np.testing.assert_allclose(line.get_ydata()[1:], p50[1:], rtol=1e-5)
+    band = gids(panels[0], "band_5_95")[0].get_paths()[0].vertices  # (x, p5) forward, then (x, p95) back
+    n = rows.size - 1
+    np.testing.assert_allclose(band[1:n + 1, 1], p5[1:], rtol=1e-5)
+    np.testing.assert_allclose(band[n + 2:2 * n + 2, 1][::-1], p95[1:], rtol=1e-5)
     png(fig, tmp_path / "bands.png")
 
     fig = plot.population_bands(folder, drug="osimertinib", compartment="plasma", regimens=["160 mg qd"],

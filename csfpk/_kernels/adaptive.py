@@ -6,6 +6,9 @@ Between two discontinuities (doses, infusion starts and ends, resets) the model 
 * ``DOPRI5`` — Dormand–Prince 5(4), explicit, with dense output (``dopri5.py``);
 * ``RODAS`` — a stiffly accurate L-stable Rosenbrock method (``rosenbrock.py``).
 
+Both follow the segment contract written in ``stepping``; their step counts are summed over the
+segments of a subject.
+
 Output samples between discontinuities come from the method's dense output, so the step size is
 set by accuracy, not by the output grid. Steady-state actions are not supported here (the Python
 layer refuses them before calling).
@@ -14,18 +17,19 @@ layer refuses them before calling).
 import numpy as np
 from numba import njit, prange
 
+from .codes import BOLUS, DOPRI5, NONFINITE, OBS, OK, RATE, RESET, RODAS, UNSUPPORTED  # noqa: F401 (RODAS: API)
 from .dopri5 import dopri5_segment
 from .exact import apply_simple
 from .rosenbrock import rodas_segment
 
-OBS, BOLUS, RATE, RESET = 0, 1, 2, 3
-DOPRI5, RODAS = 0, 1
-OK, NONFINITE, UNSUPPORTED = 0, 2, 6
-
 
 @njit(cache=True, nogil=True)
-def run_subject(method, K, nl, kind, time, cmt, value, rtol, atol, max_steps, out):
-    """Walk the timeline for one subject with ``method``; write states into ``out``; return status."""
+def run_subject(method, K, nl, kind, time, cmt, value, rtol, atol, max_steps, out, stats):
+    """Walk the timeline for one subject with ``method``; write states into ``out``; add the step counts of
+    every segment to ``stats`` (int64[N_STATS], slots in ``codes``); return a status code.
+
+    ``max_steps`` bounds the steps attempted in each segment between two discontinuities.
+    """
     n = K.shape[0]
     m = kind.shape[0]
     x = np.zeros(n)
@@ -55,9 +59,9 @@ def run_subject(method, K, nl, kind, time, cmt, value, rtol, atol, max_steps, ou
                 a = e
                 continue
             if method == DOPRI5:
-                status, h, _ = dopri5_segment(t, t_target, x, K, r, nl, rtol, atol, h, tobs, xobs, max_steps)
+                status, h = dopri5_segment(t, t_target, x, K, r, nl, rtol, atol, h, tobs, xobs, max_steps, stats)
             else:
-                status, h, _ = rodas_segment(t, t_target, x, K, r, nl, rtol, atol, h, tobs, xobs, max_steps)
+                status, h = rodas_segment(t, t_target, x, K, r, nl, rtol, atol, h, tobs, xobs, max_steps, stats)
             if status != OK:
                 return status
             for i in range(cnt):
@@ -87,7 +91,8 @@ def run_subject(method, K, nl, kind, time, cmt, value, rtol, atol, max_steps, ou
 
 
 @njit(cache=True, nogil=True, parallel=True)
-def run_batch(method, Ks, nls, kind, time, cmt, value, rtol, atol, max_steps, out, status):
-    """``run_subject`` for every subject s (threads over subjects)."""
+def run_batch(method, Ks, nls, kind, time, cmt, value, rtol, atol, max_steps, out, status, stats):
+    """``run_subject`` for every subject s: Ks[s], nls[s] → out[s], status[s], stats[s] (threads over subjects)."""
     for s in prange(Ks.shape[0]):
-        status[s] = run_subject(method, Ks[s], nls[s], kind, time, cmt, value, rtol, atol, max_steps, out[s])
+        status[s] = run_subject(method, Ks[s], nls[s], kind, time, cmt, value, rtol, atol, max_steps, out[s],
+                                stats[s])

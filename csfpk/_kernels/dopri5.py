@@ -34,13 +34,11 @@ The initial step, when not given, follows Hairer's heuristic (HNW I §II.4, p. 1
 import numpy as np
 from numba import njit
 
+from csfpk._kernels.codes import (MAX_STEPS, NONFINITE, OK, RHS_EVALUATIONS, SEGMENT_CONTINUE, STEP_UNDERFLOW,
+                                  STEPS_ACCEPTED, STEPS_REJECTED)
 from csfpk._kernels.rhs import rhs
 from csfpk._kernels.stepping import _all_finite, _initial_step, segment_start
 
-STATUS_OK = 0
-STATUS_NONFINITE = 2
-STATUS_MAX_STEPS = 3
-STATUS_H_UNDERFLOW = 4
 
 SAFETY = 0.9
 MIN_FACTOR = 0.2
@@ -104,26 +102,14 @@ P74 = 69997945.0 / 29380423.0
 
 
 @njit(cache=True, nogil=True)
-def dopri5_segment(t0, t1, x, K, r, nl, rtol, atol, h, tobs, xobs, max_steps):
-    """Integrate dx/dt = f(t, x) from t0 to t1 (t1 > t0) with constant input r.
+def dopri5_segment(t0, t1, x, K, r, nl, rtol, atol, h, tobs, xobs, max_steps, stats):
+    """Integrate from t0 to t1 by Dormand–Prince 5(4); arguments, return and ``stats`` as in the segment
+    contract of ``stepping``.
 
-    Dormand–Prince 5(4) with FSAL and Shampine's 4th-order dense output; coefficients from
-    Hairer, Nørsett & Wanner, Solving ODEs I (2nd ed.), §II.5 Table 5.2 / §II.6, identical to
-    scipy/integrate/_ivp/rk.py (RK45.A, B, E, P). Step control as scipy's RK45: safety 0.9,
-    step factor in [0.2, 10], exponent −1/5, no increase right after a rejection.
-
-    x: float64[n], state at t0, overwritten with the state at t1 (the last step is clipped to
-    land exactly on t1). On a non-zero status x holds the state at the last accepted time.
-    K: float64[n, n]; r: float64[n]; nl: float64[NL_SIZE] (see rhs.py).
-    rtol, atol: error norm = RMS_i err_i / (atol + rtol·max(|x_i|, |x_new_i|)).
-    h: initial step guess; h <= 0 selects it automatically (Hairer / scipy select_initial_step).
-    tobs: float64[m], sorted, within [t0, t1]; xobs: float64[m, n], row i receives x(tobs[i])
-    from the dense output (steps are not forced onto tobs). tobs == t1 receives the final state
-    exactly, tobs == t0 the initial state.
-    max_steps: bound on attempted steps.
-
-    Returns (status, h_next, n_accepted); status 0 ok, 2 non-finite state, 3 max_steps exceeded,
-    4 step size underflow (h < 1e-14·max(|t|, 1)).
+    FSAL and Shampine's 4th-order dense output; coefficients from Hairer, Nørsett & Wanner, Solving ODEs I
+    (2nd ed.), §II.5 Table 5.2 / §II.6, identical to scipy/integrate/_ivp/rk.py (RK45.A, B, E, P). Step
+    control as scipy's RK45: safety 0.9, step factor in [0.2, 10], exponent −1/5, no increase right after
+    a rejection. Counts: 1 + 6 right-hand sides per attempted step (+1 to select the first step), no LU.
     """
     n = x.shape[0]
     m = tobs.shape[0]
@@ -131,18 +117,19 @@ def dopri5_segment(t0, t1, x, K, r, nl, rtol, atol, h, tobs, xobs, max_steps):
     y = np.empty(n)
     ynew = np.empty(n)
 
-    n_acc = 0
     iobs, status = segment_start(t0, t1, x, tobs, xobs)
-    if status >= 0:
-        return status, h, n_acc
+    if status != SEGMENT_CONTINUE:
+        return status, h
 
     rhs(t0, x, K, r, nl, k[0])
+    stats[RHS_EVALUATIONS] += 1
     if not _all_finite(k[0]):
-        return STATUS_NONFINITE, h, n_acc
+        return NONFINITE, h
 
     span = t1 - t0
     if not (h > 0.0) or not np.isfinite(h):
         h = _initial_step(t0, t1, x, k[0], K, r, nl, rtol, atol, 4.0, y, ynew)
+        stats[RHS_EVALUATIONS] += 1
     h = min(h, span)
 
     t = t0
@@ -150,9 +137,9 @@ def dopri5_segment(t0, t1, x, K, r, nl, rtol, atol, h, tobs, xobs, max_steps):
     rejected = False
     while True:
         if n_att >= max_steps:
-            return STATUS_MAX_STEPS, h, n_acc
+            return MAX_STEPS, h
         if h < 1e-14 * max(abs(t), 1.0):
-            return STATUS_H_UNDERFLOW, h, n_acc
+            return STEP_UNDERFLOW, h
         last = False
         hs = h
         if t + 1.01 * h >= t1:  # clip onto t1 (absorbing a sliver of < 1 % of h)
@@ -182,6 +169,7 @@ def dopri5_segment(t0, t1, x, K, r, nl, rtol, atol, h, tobs, xobs, max_steps):
             ynew[i] = x[i] + hs * (B1 * k[0, i] + B3 * k[2, i] + B4 * k[3, i]
                                    + B5 * k[4, i] + B6 * k[5, i])
         rhs(t_new, ynew, K, r, nl, k[6])
+        stats[RHS_EVALUATIONS] += 6
 
         err = 0.0
         for i in range(n):
@@ -194,6 +182,7 @@ def dopri5_segment(t0, t1, x, K, r, nl, rtol, atol, h, tobs, xobs, max_steps):
         if not np.isfinite(err):  # overflow in a stage: shrink hard and retry
             h = hs * MIN_FACTOR
             rejected = True
+            stats[STEPS_REJECTED] += 1
             continue
 
         if err < 1.0:
@@ -227,7 +216,7 @@ def dopri5_segment(t0, t1, x, K, r, nl, rtol, atol, h, tobs, xobs, max_steps):
             for i in range(n):
                 x[i] = ynew[i]
                 k[0, i] = k[6, i]  # FSAL
-            n_acc += 1
+            stats[STEPS_ACCEPTED] += 1
             t = t_new
             h_new = hs * factor
             if last:
@@ -237,9 +226,10 @@ def dopri5_segment(t0, t1, x, K, r, nl, rtol, atol, h, tobs, xobs, max_steps):
                     for i in range(n):
                         xobs[iobs, i] = x[i]
                     iobs += 1
-                return STATUS_OK, h_next, n_acc
+                return OK, h_next
             h = h_new
             rejected = False
         else:
             h = hs * max(MIN_FACTOR, SAFETY * err ** ERR_EXPONENT)
             rejected = True
+            stats[STEPS_REJECTED] += 1

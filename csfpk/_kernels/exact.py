@@ -7,22 +7,26 @@ dx/dt = K·x + r has the exact solution
 
 (``csfpk._kernels.expm.propagators``). E of the regular output step is computed once per subject
 (when first used; Φ only once an infusion runs); other gaps (doses between grid points) are computed when met and
-cached for the next gap of the same length (``new_stepper``, ``advance``). Action semantics are documented in ``csfpk.schedule``; steady states use
+cached for the next gap of the same length (``new_stepper``, ``advance``). Action semantics are documented
+in ``csfpk.schedule``; steady states use
 
     SS_TRAIN:  x_dyn += E(u0)·(I − E(ii))⁻¹·v      (sum over the infinite train of past doses)
     SS_CONST:  x_dyn += −K_dyn⁻¹·r·e_c              (constant infusion at steady state)
 
 on the non-sink block (sinks accumulate without bound at steady state and are left unchanged).
+
+One walk (``walk``) serves both uses: ``run_subject`` keeps the states at every output row (single
+subjects, ``csfpk.simulate``), ``batch.run_metrics`` keeps running exposure metrics and optional
+downsampled concentration curves (populations).
 """
 
 import numpy as np
 from numba import njit, prange
 
+from .codes import (AUC, BOLUS, CAVG, CMAX, INF_PART, N_METRICS, NONFINITE, OBS, OK, PCT_ABOVE, RATE, RESET, SINGULAR,
+                    SS_CONST, SS_TRAIN, TIME_ABOVE, TMAX, TROUGH)
 from .expm import expm, propagators
 from .linalg import lu_det, lu_factor, lu_solve
-
-OBS, BOLUS, RATE, RESET, SS_TRAIN, INF_PART, SS_CONST = range(7)
-OK, NONFINITE, SINGULAR = 0, 2, 5
 
 
 @njit(cache=True, nogil=True)
@@ -169,34 +173,117 @@ def apply_action(k, c, v, aux, K, n_dyn, x, r):
 
 
 @njit(cache=True, nogil=True)
-def run_subject(K, n_dyn, kind, time, cmt, value, aux, grid_step, out):
-    """Walk the timeline for one subject; write state rows into ``out``; return a status code."""
+def walk(K, n_dyn, kind, time, cmt, value, aux, grid_step, dose_scale, states, out_state, f, w0, w1, trough_index,
+         target, curve_stride, curves, m):
+    """The exact walk along the timeline for one subject; the one loop behind curves and metrics.
+
+    x(t + h) = E(h)·x(t) + Φ(h)·r between actions (module docstring), doses as jumps (``apply_action``),
+    dose amounts and rates multiplied by ``dose_scale`` (per-m² or per-kg doses; exact for linear models).
+    What is kept at an OBS action with output row g = ``value`` is switched by the array shapes:
+
+    * states, float64[rows, n]: states[g] ← x (rows = 0: no state output);
+    * concentrations C_o = f[o]·x[out_state[o]] of n_out outputs (out_state int64[n_out], f float64[n_out];
+      f = scale/volume, in the unit the caller wants, nM for the population runner), n_out = 0: none;
+    * curves, float64[rows_c, n_out]: curves[g // curve_stride] ← C at every ``curve_stride``-th g
+      (curve_stride = 0 or rows_c = 0: none);
+    * m, float64[n_out, N_METRICS]: running metrics over the grid samples w0 ≤ g ≤ w1 (slots in
+      ``codes``; the formulas of ``csfpk.metrics``, the pure-numpy reference the tests compare with)::
+
+          Cmax = max C_g,  Tmax = first t_g at Cmax,  AUC = Σ ½(t_g+1 − t_g)(C_g + C_g+1),
+          Cavg = AUC/(t_w1 − t_w0),  time above T: per interval the length where the linear
+          interpolant is ≥ T (T = target[o]),  % above = 100·time above/(t_w1 − t_w0),
+          trough = C at g = ``trough_index`` (the pre-dose sample of the last dose in the window);
+
+      w1 < w0 keeps no metrics. No concentration–time array is needed for metrics.
+
+    Returns a status code (``codes``): OK, SINGULAR (a steady state does not exist) or NONFINITE.
+    """
     n = K.shape[0]
+    n_out = out_state.shape[0]
+    keep_states = states.shape[0] > 0
     x = np.zeros(n)
     y = np.zeros(n)
     r = np.zeros(n)
     use_r = rates_active(r)  # False; a call, not a literal: numba would compile a Literal[bool] variant of advance
     E, P, meta = new_stepper(K, grid_step)
     t = 0.0
+    prev = np.zeros(n_out)
+    prev_t = 0.0
+    for o in range(n_out):
+        m[o, CMAX] = -np.inf
+        m[o, TMAX] = np.nan
+        m[o, TROUGH] = np.nan
+        m[o, AUC] = 0.0
+        m[o, TIME_ABOVE] = 0.0
+    t_first = np.nan
     for a in range(kind.shape[0]):
         h = time[a] - t
         if h > 0.0:
             advance(K, h, E, P, meta, x, y, r, use_r)
             t = time[a]
         k = kind[a]
+        c = cmt[a]
+        v = value[a]
         if k == OBS:
-            row = int(value[a])
-            for i in range(n):
-                out[row, i] = x[i]
-        else:
-            code = apply_action(k, cmt[a], value[a], aux[a], K, n_dyn, x, r)
-            if code != OK:
-                return code
-            use_r = rates_active(r)
+            g = int(v)
+            if keep_states:
+                for i in range(n):
+                    states[g, i] = x[i]
+            if curve_stride > 0 and g % curve_stride == 0:
+                row = g // curve_stride
+                if row < curves.shape[0]:
+                    for o in range(n_out):
+                        curves[row, o] = f[o] * x[out_state[o]]
+            if g < w0 or g > w1:
+                continue
+            for o in range(n_out):
+                cc = f[o] * x[out_state[o]]
+                if cc > m[o, CMAX]:
+                    m[o, CMAX] = cc
+                    m[o, TMAX] = t
+                if g == trough_index:
+                    m[o, TROUGH] = cc
+                if g > w0:
+                    dt = t - prev_t
+                    c0 = prev[o]
+                    m[o, AUC] += 0.5 * dt * (c0 + cc)
+                    T = target[o]
+                    if c0 >= T and cc >= T:
+                        m[o, TIME_ABOVE] += dt
+                    elif c0 >= T:
+                        m[o, TIME_ABOVE] += dt * (c0 - T) / (c0 - cc)
+                    elif cc >= T:
+                        m[o, TIME_ABOVE] += dt * (cc - T) / (cc - c0)
+                prev[o] = cc
+            if g == w0:
+                t_first = t
+            prev_t = t
+            continue
+        if k != RESET:
+            v = v * dose_scale
+        code = apply_action(k, c, v, aux[a], K, n_dyn, x, r)
+        if code != OK:
+            return code
+        use_r = rates_active(r)
+    span = prev_t - t_first
+    for o in range(n_out):
+        m[o, CAVG] = m[o, AUC] / span if span > 0.0 else np.nan
+        m[o, PCT_ABOVE] = 100.0 * m[o, TIME_ABOVE] / span if span > 0.0 else np.nan
     for i in range(n):
         if not np.isfinite(x[i]):
             return NONFINITE
     return OK
+
+
+@njit(cache=True, nogil=True)
+def run_subject(K, n_dyn, kind, time, cmt, value, aux, grid_step, out):
+    """Walk the timeline for one subject; write state rows into ``out``; return a status code (``walk``
+    with states only)."""
+    no_out = np.empty(0, dtype=np.int64)
+    no_f = np.empty(0)
+    zero = no_out.shape[0]  # 0 as a value: literal ints would compile a second walk (Literal[int] types)
+    return walk(K, n_dyn, kind, time, cmt, value, aux, grid_step, 1.0, out, no_out, no_f, zero, zero - 1, zero - 1,
+                no_f, zero, np.empty((0, 0)), np.empty((0, N_METRICS)))
 
 
 @njit(cache=True, nogil=True, parallel=True)

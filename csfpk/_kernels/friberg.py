@@ -16,6 +16,8 @@ so the error is set by how well the grid resolves C_p).
 import numpy as np
 from numba import njit
 
+from .codes import OK
+
 PROL, T1, T2, T3, CIRC = range(5)
 
 
@@ -65,4 +67,4 @@ def run(times, conc, circ0, mtt, gamma, slope, substeps, out):
                 y[j] += h / 6.0 * (k1[j] + 2.0 * k2[j] + 2.0 * k3[j] + k4[j])
         for j in range(5):
             out[i + 1, j] = y[j]
-    return 0
+    return OK

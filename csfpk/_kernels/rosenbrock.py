@@ -45,14 +45,12 @@ The initial step, when not given, follows Hairer's heuristic (HNW I §II.4) as s
 import numpy as np
 from numba import njit
 
+from csfpk._kernels.codes import (LU_FACTORISATIONS, MAX_STEPS, NONFINITE, OK, RHS_EVALUATIONS, SEGMENT_CONTINUE,
+                                  STEP_UNDERFLOW, STEPS_ACCEPTED, STEPS_REJECTED)
 from csfpk._kernels.linalg import lu_factor, lu_solve
 from csfpk._kernels.rhs import jacobian, rhs, time_derivative
 from csfpk._kernels.stepping import _all_finite, _initial_step, segment_start
 
-STATUS_OK = 0
-STATUS_NONFINITE = 2
-STATUS_MAX_STEPS = 3
-STATUS_H_UNDERFLOW = 4
 
 SAFETY = 0.9
 FAC_MIN = 1.0 / 6.0  # h_new/h <= 6  (rodas.f: FAC2 = 6)
@@ -107,26 +105,15 @@ H35 = -6.594389125716872
 
 
 @njit(cache=True, nogil=True)
-def rodas_segment(t0, t1, x, K, r, nl, rtol, atol, h, tobs, xobs, max_steps):
-    """Integrate dx/dt = f(t, x) from t0 to t1 (t1 > t0) with constant input r.
+def rodas_segment(t0, t1, x, K, r, nl, rtol, atol, h, tobs, xobs, max_steps, stats):
+    """Integrate from t0 to t1 by Rodas4; arguments, return and ``stats`` as in the segment contract of
+    ``stepping``.
 
-    Rodas4 (Hairer & Wanner, Solving ODEs II, §VI.4; coefficients of Hairer's rodas.f as given
-    in OrdinaryDiffEq.jl ``Rodas4Tableau``, cross-checked with Numerical Recipes 3rd ed.
-    ``StepperRoss``): 6 stages, one LU factorisation of I/(h·γ) − J per step, analytic Jacobian
-    (rhs.jacobian) and explicit time derivative (rhs.time_derivative), 3rd-order dense output.
-
-    x: float64[n], state at t0, overwritten with the state at t1 (the last step is clipped to
-    land exactly on t1). On a non-zero status x holds the state at the last accepted time.
-    K: float64[n, n]; r: float64[n]; nl: float64[NL_SIZE] (see rhs.py).
-    rtol, atol: error norm = RMS_i err_i / (atol + rtol·max(|x_i|, |x_new_i|)).
-    h: initial step guess; h <= 0 selects it automatically (Hairer / scipy select_initial_step).
-    tobs: float64[m], sorted, within [t0, t1]; xobs: float64[m, n], row i receives x(tobs[i])
-    from the dense output (steps are not forced onto tobs). tobs == t1 receives the final state
-    exactly, tobs == t0 the initial state.
-    max_steps: bound on attempted steps.
-
-    Returns (status, h_next, n_accepted); status 0 ok, 2 non-finite state, 3 max_steps exceeded,
-    4 step size underflow (h < 1e-14·max(|t|, 1)).
+    Rodas4 (Hairer & Wanner, Solving ODEs II, §VI.4; coefficients of Hairer's rodas.f as given in
+    OrdinaryDiffEq.jl ``Rodas4Tableau``, cross-checked with Numerical Recipes 3rd ed. ``StepperRoss``):
+    6 stages, one LU factorisation of I/(h·γ) − J per attempted step, analytic Jacobian (rhs.jacobian)
+    and explicit time derivative (rhs.time_derivative), 3rd-order dense output. Counts: 5 right-hand
+    sides per attempted step that factorises, 1 more per new point (t, x), 1 to select the first step.
     """
     n = x.shape[0]
     m = tobs.shape[0]
@@ -146,16 +133,18 @@ def rodas_segment(t0, t1, x, K, r, nl, rtol, atol, h, tobs, xobs, max_steps):
 
     n_acc = 0
     iobs, status = segment_start(t0, t1, x, tobs, xobs)
-    if status >= 0:
-        return status, h, n_acc
+    if status != SEGMENT_CONTINUE:
+        return status, h
 
     rhs(t0, x, K, r, nl, f0)
+    stats[RHS_EVALUATIONS] += 1
     if not _all_finite(f0):
-        return STATUS_NONFINITE, h, n_acc
+        return NONFINITE, h
 
     span = t1 - t0
     if not (h > 0.0) or not np.isfinite(h):
         h = _initial_step(t0, t1, x, f0, K, r, nl, rtol, atol, 3.0, y, dy)
+        stats[RHS_EVALUATIONS] += 1
     h = min(h, span)
 
     t = t0
@@ -167,12 +156,13 @@ def rodas_segment(t0, t1, x, K, r, nl, rtol, atol, h, tobs, xobs, max_steps):
     err_acc = 1.0
     while True:
         if n_att >= max_steps:
-            return STATUS_MAX_STEPS, h, n_acc
+            return MAX_STEPS, h
         if h < 1e-14 * max(abs(t), 1.0):
-            return STATUS_H_UNDERFLOW, h, n_acc
+            return STEP_UNDERFLOW, h
         if not fresh:
             if n_acc > 0:
                 rhs(t, x, K, r, nl, f0)
+                stats[RHS_EVALUATIONS] += 1
             jacobian(t, x, K, nl, J)
             time_derivative(t, x, nl, fx)
             fresh = True
@@ -189,9 +179,11 @@ def rodas_segment(t0, t1, x, K, r, nl, rtol, atol, h, tobs, xobs, max_steps):
             for j in range(n):
                 E[i, j] = -J[i, j]
             E[i, i] += fac
+        stats[LU_FACTORISATIONS] += 1
         if not lu_factor(E, piv):
             h = hs * 0.5
             rejected = True
+            stats[STEPS_REJECTED] += 1
             continue
 
         ih = 1.0 / hs
@@ -235,6 +227,7 @@ def rodas_segment(t0, t1, x, K, r, nl, rtol, atol, h, tobs, xobs, max_steps):
             k6[i] = dy[i] + ih * (G61 * k1[i] + G62 * k2[i] + G63 * k3[i] + G64 * k4[i]
                                   + G65 * k5[i])
         lu_solve(E, piv, k6)
+        stats[RHS_EVALUATIONS] += 5
 
         err = 0.0
         for i in range(n):
@@ -246,6 +239,7 @@ def rodas_segment(t0, t1, x, K, r, nl, rtol, atol, h, tobs, xobs, max_steps):
         if not np.isfinite(err):
             h = hs * 0.2
             rejected = True
+            stats[STEPS_REJECTED] += 1
             continue
 
         fc = max(FAC_MIN, min(FAC_MAX, err ** 0.25 / SAFETY))
@@ -282,6 +276,7 @@ def rodas_segment(t0, t1, x, K, r, nl, rtol, atol, h, tobs, xobs, max_steps):
             for i in range(n):
                 x[i] = y[i] + k6[i]
             n_acc += 1
+            stats[STEPS_ACCEPTED] += 1
             t = t_new
             fresh = False
             if last:
@@ -290,7 +285,7 @@ def rodas_segment(t0, t1, x, K, r, nl, rtol, atol, h, tobs, xobs, max_steps):
                     for i in range(n):
                         xobs[iobs, i] = x[i]
                     iobs += 1
-                return STATUS_OK, h_next, n_acc
+                return OK, h_next
             h = h_new
             rejected = False
         else:
@@ -299,3 +294,4 @@ def rodas_segment(t0, t1, x, K, r, nl, rtol, atol, h, tobs, xobs, max_steps):
             else:
                 h = hs / fc
             rejected = True
+            stats[STEPS_REJECTED] += 1

@@ -1,0 +1,75 @@
+"""Integer codes shared by the kernels and the Python layer: actions, statuses, metric and stat slots.
+
+Kernels take and return plain integers; this module is the one place where those integers are
+defined. ``csfpk.schedule`` writes the action codes into a ``Timeline``, every kernel reads them,
+``csfpk.status.Status`` gives each status code its name and message, ``csfpk.metrics.NAMES`` names
+the metric slots, and ``csfpk.result.SimulationResult.stats`` names the step-count slots.
+Importing this module compiles nothing and imports no numba.
+
+Actions (one row of the timeline; semantics in ``csfpk.schedule``)::
+
+    OBS       write the state to output row ``value``
+    BOLUS     x[cmt] += value
+    RATE      r[cmt] += value
+    RESET     x = 0, r = 0
+    SS_TRAIN  steady state of a train of past doses
+    INF_PART  the part delivered so far by an infusion still running
+    SS_CONST  steady state of a constant infusion
+
+Statuses (what a kernel returns for one subject; messages in ``csfpk.status``)::
+
+    OK, NONFINITE, MAX_STEPS, STEP_UNDERFLOW, SINGULAR, UNSUPPORTED
+
+``SEGMENT_CONTINUE`` is not a status: ``stepping.segment_start`` returns it to tell an integrator
+that the segment still has to be integrated (it never leaves the kernels).
+"""
+
+# ----------------------------------------------------------------------------- actions
+OBS = 0
+BOLUS = 1
+RATE = 2
+RESET = 3
+SS_TRAIN = 4
+INF_PART = 5
+SS_CONST = 6
+ACTIONS = {"OBS": OBS, "BOLUS": BOLUS, "RATE": RATE, "RESET": RESET, "SS_TRAIN": SS_TRAIN,
+           "INF_PART": INF_PART, "SS_CONST": SS_CONST}
+
+# ----------------------------------------------------------------------------- statuses
+OK = 0
+NONFINITE = 2
+MAX_STEPS = 3
+STEP_UNDERFLOW = 4
+SINGULAR = 5
+UNSUPPORTED = 6
+STATUSES = {"OK": OK, "NONFINITE": NONFINITE, "MAX_STEPS": MAX_STEPS, "STEP_UNDERFLOW": STEP_UNDERFLOW,
+            "SINGULAR": SINGULAR, "UNSUPPORTED": UNSUPPORTED}
+
+SEGMENT_CONTINUE = -1  # stepping.segment_start: go on integrating (internal, never returned to Python)
+
+# ----------------------------------------------------------------------------- metric slots
+# metrics[o, slot] of the population kernel (``batch.run_metrics``); names in ``csfpk.metrics.NAMES``
+CMAX = 0
+TMAX = 1
+TROUGH = 2
+CAVG = 3
+AUC = 4
+TIME_ABOVE = 5
+PCT_ABOVE = 6
+N_METRICS = 7
+METRICS = {"cmax": CMAX, "tmax": TMAX, "trough": TROUGH, "cavg": CAVG, "auc": AUC, "time_above": TIME_ABOVE,
+           "pct_above": PCT_ABOVE}
+
+# ----------------------------------------------------------------------------- step-count slots
+# stats[slot] of the adaptive kernels, summed over all segments of a subject
+STEPS_ACCEPTED = 0
+STEPS_REJECTED = 1  # attempted steps that were not accepted (error too large, singular E, overflow)
+RHS_EVALUATIONS = 2  # evaluations of the right-hand side f(t, x)
+LU_FACTORISATIONS = 3  # LU factorisations of I/(h·γ) − J (Rodas4 only; 0 for Dormand–Prince)
+N_STATS = 4
+STATS = {"steps_accepted": STEPS_ACCEPTED, "steps_rejected": STEPS_REJECTED, "rhs_evaluations": RHS_EVALUATIONS,
+         "lu_factorisations": LU_FACTORISATIONS}
+
+# ----------------------------------------------------------------------------- methods
+DOPRI5 = 0
+RODAS = 1
