@@ -296,3 +296,27 @@ def test_high_dose_fold_changes_match_shriyan_2020():
     assert cal.predict(row) == pytest.approx(1.4, rel=0.05)
     linear = csfpk.load_drug("erlotinib").replace(F_dose_threshold=None, F_dose_half=None)
     assert cal.predict(row, linear) > 3.0  # the linear file's 3.4-fold, issue 13
+
+
+def test_saturable_uptake_jacobian_matches_finite_differences():
+    """The stiff solver's Jacobian of the uptake term (a wrong one only costs steps, so check it directly)."""
+    from csfpk._kernels.rhs import jacobian, rhs
+
+    model = csfpk.build_model(_saturable(), csf_layout="single")
+    K, nl, n = np.ascontiguousarray(model.K), model.nl.copy(), model.n
+    x = np.linspace(5.0, 200.0, n)
+    x[model.index("central")] = 300.0  # mg: well into saturation (A_sat is about 800 mg)
+    J = np.empty((n, n))
+    jacobian(1.0, x, K, nl, J)
+    fd = np.empty((n, n))
+    f0, f1, r = np.empty(n), np.empty(n), np.zeros(n)
+    for j in range(n):
+        h = 1e-6 * max(1.0, abs(x[j]))
+        xp, xm = x.copy(), x.copy()
+        xp[j] += h
+        xm[j] -= h
+        rhs(1.0, xp, K, r, nl, f1)
+        rhs(1.0, xm, K, r, nl, f0)
+        fd[:, j] = (f1 - f0) / (2 * h)
+    np.testing.assert_allclose(J, fd, rtol=1e-6, atol=1e-12)
+    assert not np.allclose(J, K)  # the term is really there
