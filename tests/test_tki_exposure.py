@@ -179,6 +179,7 @@ KNOWN_CSF_MISSES = {
     "gef_shr20_csf_fold": "saturable CSF uptake of gefitinib (ratio halved at 1250 mg) is not in the linear file",
     "gef_shr20_ratio_fold": "same: a linear file keeps the CSF/plasma ratio constant with dose",
     "osi_nanjo_ratio": "Nanjo 2018 (2.5 % of total plasma at 80 mg) conflicts with BLOOM (7.51 nM at 160 mg)",
+    "erl_pmid21274533_ratio": "erlotinib CSF/plasma 6.3 +/- 6.1 % (n = 3) vs 2.77 % of Togashi 2012 in the file",
 }
 
 
