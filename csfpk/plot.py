@@ -11,6 +11,7 @@ writes PNG, SVG or PDF by the file's extension.
                        sorted, one panel per drug, target line where it applies
 ``csf_regions``        intrathecal arms: CSF concentration by region, one panel per arm
 ``blood_course``       intrathecal arms: blood counts with the doses actually given
+``dose_exposure``      plasma and CSF Cavg/Cmax against dose, published points overlaid
 =====================  ==================================================================
 
 Defaults are meant for print: widths of a journal column (``SINGLE_COLUMN_IN`` 3.5 in,
@@ -834,3 +835,115 @@ def _published_points(drug, units, ii):
                         float(row["value"]) * to_mg_L[row["unit"]] * from_mg_L, abs(row_ii - ii) < 1e-9,
                         row["citation"]))
     return out
+
+
+# ----------------------------------------------------------------------------- fits (csfpk.fit)
+def _fit_units(fit, units):
+    _check_units(units)
+    mw = fit.drug.molecular_weight
+    return (lambda mg_L: mg_L / mw * 1e6) if units == "nM" else (lambda mg_L: mg_L * (1e3 if units == "ng/mL" else 1.0))
+
+
+def fit_observed_vs_predicted(fit, *, units="nM", ax=None):
+    """Observed against predicted concentrations of a ``csfpk.fit`` result, log–log, with the line
+    of identity and the 2-fold band (dashed); one marker per compartment, BLQ rows drawn at their
+    LLOQ as open triangles pointing down."""
+    conv = _fit_units(fit, units)
+    plt = _plt()
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(SINGLE_COLUMN_IN + 0.6, SINGLE_COLUMN_IN), layout="constrained")
+    else:
+        fig = ax.figure
+    r = fit.residuals
+    for i, (name, sub) in enumerate(r.groupby("compartment", sort=True)):
+        q = sub[~sub.blq]
+        ax.plot(conv(q.predicted_mg_L), conv(q.observed_mg_L), MARKERS[i % len(MARKERS)], color=PALETTE[i % len(PALETTE)],
+                ms=4, mfc="none", label=_LABELS.get(name, name))
+        b = sub[sub.blq]
+        if len(b):
+            ax.plot(conv(b.predicted_mg_L), conv(b.lloq_mg_L), "v", color=PALETTE[i % len(PALETTE)], ms=4, mfc="none",
+                    label=f"{_LABELS.get(name, name)} BLQ (at LLOQ)")
+    vals = conv(r.predicted_mg_L.to_numpy())
+    obs = conv(r.observed_mg_L.to_numpy())
+    allv = [v for v in list(vals) + list(obs) if v == v and v > 0]
+    lo, hi = min(allv) / 3, max(allv) * 3
+    ax.plot([lo, hi], [lo, hi], color="0.2", lw=0.9, gid="identity")
+    for f in (0.5, 2.0):
+        ax.plot([lo, hi], [lo * f, hi * f], color="0.5", lw=0.8, ls="--", gid="twofold")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlim(lo, hi)
+    ax.set_ylim(lo, hi)
+    ax.set_xlabel(f"predicted ({units})", fontsize=9)
+    ax.set_ylabel(f"observed ({units})", fontsize=9)
+    _tidy(ax)
+    ax.legend(loc="upper left", frameon=False, fontsize=_FONT - 1)
+    return fig
+
+
+def fit_residuals(fit, *, ax=None):
+    """Weighted residuals (ln obs − ln pred)/σ of a ``csfpk.fit`` result against time, per
+    compartment; BLQ rows (ln LLOQ − ln pred) as open triangles; zero and ±2 lines."""
+    plt = _plt()
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(DOUBLE_COLUMN_IN * 0.7, 2.8), layout="constrained")
+    else:
+        fig = ax.figure
+    r = fit.residuals
+    for i, (name, sub) in enumerate(r.groupby("compartment", sort=True)):
+        q, b = sub[~sub.blq], sub[sub.blq]
+        ax.plot(q.time_h, q.weighted, MARKERS[i % len(MARKERS)], color=PALETTE[i % len(PALETTE)], ms=4, mfc="none",
+                label=_LABELS.get(name, name))
+        if len(b):
+            ax.plot(b.time_h, b.weighted, "v", color=PALETTE[i % len(PALETTE)], ms=4, mfc="none", label=f"{name} BLQ")
+    ax.axhline(0, color="0.2", lw=0.9)
+    for y in (-2, 2):
+        ax.axhline(y, color="0.5", lw=0.8, ls="--")
+    ax.set_xlabel("time after first dose (h)", fontsize=9)
+    ax.set_ylabel("weighted residual (log scale)", fontsize=9)
+    _tidy(ax)
+    ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False, fontsize=_FONT - 1)
+    return fig
+
+
+def fit_curves(fit, *, ids=None, units="nM", t_end=None, n_cols=3):
+    """Fitted curves with the data of a ``csfpk.fit`` result: one panel per id, one line per
+    observed compartment (``fit.predict`` on a fine grid), observations as markers, BLQ rows as
+    triangles at their LLOQ."""
+    import numpy as np
+
+    conv = _fit_units(fit, units)
+    plt = _plt()
+    r = fit.residuals
+    ids = list(dict.fromkeys(r.id)) if ids is None else list(ids)
+    n_cols = min(n_cols, len(ids))
+    n_rows = math.ceil(len(ids) / n_cols)
+    fig, axes = plt.subplots(n_rows, n_cols, figsize=(DOUBLE_COLUMN_IN, 2.2 * n_rows), layout="constrained",
+                             squeeze=False)
+    regimens = fit._problem.regimens
+    for k, i in enumerate(ids):
+        ax = axes[k // n_cols][k % n_cols]
+        sub = r[r.id == i]
+        end = t_end or float(sub.time_h.max()) * 1.1
+        grid = np.linspace(end / 400, end, 400)
+        for j, (name, s) in enumerate(sub.groupby("compartment", sort=True)):
+            color = PALETTE[j % len(PALETTE)]
+            y = conv(fit.predict(regimens[i], grid, compartment=name, id=i))
+            ax.plot(grid, np.where(y > 0, y, np.nan), color=color, ls=LINESTYLES[j % len(LINESTYLES)], lw=1.2,
+                    label=_LABELS.get(name, name))
+            q, b = s[~s.blq], s[s.blq]
+            ax.plot(q.time_h, conv(q.observed_mg_L), MARKERS[j % len(MARKERS)], color=color, ms=4, mfc="none")
+            if len(b):
+                ax.plot(b.time_h, conv(b.lloq_mg_L), "v", color=color, ms=4, mfc="none")
+        ax.set_yscale("log")
+        ax.set_title(str(i), fontsize=8)
+        _tidy(ax)
+        if k % n_cols == 0:
+            ax.set_ylabel(f"conc ({units})", fontsize=8)
+        if k // n_cols == n_rows - 1:
+            ax.set_xlabel("time (h)", fontsize=8)
+        if k == 0:
+            ax.legend(frameon=False, fontsize=_FONT - 2)
+    for k in range(len(ids), n_rows * n_cols):
+        axes[k // n_cols][k % n_cols].set_visible(False)
+    return fig
