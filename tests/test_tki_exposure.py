@@ -159,7 +159,7 @@ def test_observation_file_is_well_formed():
     assert len(ids) == len(set(ids))
     for r in rows:
         assert r["use"] in ("fit", "check"), r["row_id"]
-        assert r["citation"] and r["how_read"], r["row_id"]
+        assert r["citation"] and r["read_from"], r["row_id"]
         assert r["value"] > 0 and math.isfinite(r["value"]), r["row_id"]
         assert r["drug"] in csfpk.list_drugs(), r["row_id"]
     assert {r["drug"] for r in rows} >= {"erlotinib", "gefitinib", "osimertinib"}
