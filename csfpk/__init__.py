@@ -50,7 +50,7 @@ _LAZY = {
     "ScheduleError": "errors",
     "SolverError": "errors",
 }
-_SUBMODULES = ("plot", "metrics", "units")
+_SUBMODULES = ("plot", "metrics", "units", "fit")  # csfpk.fit is also callable: csfpk.fit(obs, dosing, ...)
 
 __all__ = sorted(_LAZY) + list(_SUBMODULES)
 

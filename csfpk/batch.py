@@ -64,7 +64,7 @@ def prepare(scn: Scenario, curves=False):
     _, _, _, model = build_rate_matrices(scn.drug, small, scn.physiology, scn.csf_layout)
     if choose_method(model, "auto") != "exact":
         raise ParameterError(f"{scn.drug.name}: populations need a linear model (the exact kernel); this drug has "
-                             "Michaelis–Menten or time-dependent clearance")
+                             "Michaelis–Menten or time-dependent clearance or saturable CSF uptake")
     times = output_grid(scn.t_end, scn.dt)
     tl = build_timeline(model, scn.regimen, times)
     try:

@@ -44,6 +44,7 @@ CSF_SPECS = {
     "CL_in": Spec("L/h", **NONNEG),
     "CL_out": Spec("L/h", **NONNEG),
     "depot_release_half_life": Spec("h", **POSITIVE),
+    "uptake_half_saturation": Spec("mg/L", **POSITIVE),
 }
 BASES = ("total", "unbound")
 SITES = ("lumbar", "ventricular", "cisternal")
@@ -126,6 +127,10 @@ class CSFExchange:
     unbound plasma, sampled at ``site``) with ``equilibration_half_life`` (h), or the mechanistic
     ``CL_in`` (influx of unbound plasma drug, L/h) with ``CL_out`` (efflux besides bulk flow, L/h).
     ``depot_release_half_life`` (h) adds a slow-release CSF depot (liposomal formulations).
+    ``uptake_half_saturation`` (mg/L, unbound plasma) makes the influx saturable: CL_in,eff =
+    CL_in / (1 + fu·C_p / uptake_half_saturation) (Michaelis–Menten carrier-mediated uptake; the
+    penetration ratio is then the low-concentration limit). It makes the model nonlinear (adaptive
+    solvers; the population runner refuses it) and needs the ``single`` CSF layout.
     """
 
     penetration_ratio: float | None = None
@@ -135,6 +140,7 @@ class CSFExchange:
     CL_in: float | None = None
     CL_out: float | None = None
     depot_release_half_life: float | None = None
+    uptake_half_saturation: float | None = None
     ratio_range: tuple | None = None
 
     def __post_init__(self):

@@ -1,7 +1,7 @@
 """High-dose and pulsatile TKI regimens: which gets more drug into CSF, for how long, at what cost?
 
 Runs the sweep ``params/sweeps/high_dose_tki.toml`` (erlotinib 150 mg daily vs 1500 mg weekly vs
-200–600 mg every 2–4 days; gefitinib 250 vs 750/1000 mg; osimertinib 80 vs 160 mg; alectinib 600
+200–600 mg every 2–4 days; gefitinib 250 vs 750/1000/1250 mg; osimertinib 80 vs 160 mg; alectinib 600
 vs 900 mg bid; 28 days) over a virtual population, prints the summary table and writes
 ``summary.csv``, ``summary.png``, the per-subject Parquet files and, in ``figures/``, the
 comparison panels (CSF trough, CSF average, % time above target, plasma AUC) and the CSF
