@@ -22,8 +22,8 @@ Examples
 >>> from csfpk.escalation_population import run_escalation_population
 >>> res = run_escalation_population("pemetrexed", Escalation.seed_pemetrexed(weeks=12),
 ...                                 csfpk.Population(n=20, seed=1), dt=1.0)
->>> len(res.subjects), sorted(res.summary())[:2]
-(20, ['final_dose_mg_median', 'grade3_any_pct'])
+>>> len(res.subjects), res.summary()["n_failed"]
+(20, 0)
 """
 
 import math
@@ -72,7 +72,8 @@ class EscalationPopulation:
             col = f"worst_grade_{lin}"
             out[f"grade{grade}_{lin}_pct"] = float(100.0 * (ok[col] >= grade).mean()) if len(ok) else math.nan
         out["final_dose_mg_median"] = float(ok.final_dose_mg.median()) if len(ok) else math.nan
-        out["final_dose_mg_counts"] = {float(k): int(v) for k, v in ok.final_dose_mg.value_counts().sort_index().items()}
+        counts = ok.final_dose_mg.value_counts().sort_index()
+        out["final_dose_mg_counts"] = {float(k): int(v) for k, v in counts.items()}
         return out
 
 
@@ -164,6 +165,12 @@ def run_escalation_subjects(drug, escalation: Escalation, params, marrow, *, t_e
         raise ParameterError(f"chunk_size = {chunk_size!r} is not allowed; expected an integer >= 1")
     if isinstance(substeps, bool) or not isinstance(substeps, (int, np.integer)) or not 1 <= substeps <= 100:
         raise ParameterError(f"substeps = {substeps!r} is not allowed; expected an integer in [1, 100]")
+    import numba
+
+    max_threads = numba.config.NUMBA_NUM_THREADS
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, (int, np.integer))
+                                or not 1 <= threads <= max_threads):
+        raise ParameterError(f"threads = {threads!r} is not allowed; expected an integer in [1, {max_threads}]")
     pd = pd or load_myelosuppression()
     if physiology is None:
         from .physiology import load_physiology
@@ -220,8 +227,6 @@ def run_escalation_subjects(drug, escalation: Escalation, params, marrow, *, t_e
     nadir_t = np.full((S, L), np.nan)
     worst = np.zeros((S, L), dtype=np.int64)
     status = np.zeros(S, dtype=np.int64)
-    import numba
-
     old_threads = numba.get_num_threads()
     if threads is not None:
         numba.set_num_threads(int(threads))
@@ -250,8 +255,8 @@ def run_escalation_subjects(drug, escalation: Escalation, params, marrow, *, t_e
             "weight_kg": np.asarray(params.get("weight_kg", np.full(S, physiology.weight_kg)), dtype=float),
             "bsa_m2": np.asarray(params.get("bsa_m2", np.full(S, physiology.bsa_m2)), dtype=float),
             "dose_scale": np.where(failed, np.nan, scale_all),
-            "final_dose_mg": doses[:, -1], "max_dose_mg": np.where(failed, np.nan, np.nanmax(
-                np.where(np.isnan(doses), -np.inf, doses), axis=1)),
+            "final_dose_mg": doses[:, -1],
+            "max_dose_mg": np.where(failed, np.nan, np.max(np.where(failed[:, None], 0.0, doses), axis=1)),
             "n_step_backs": np.where(failed, -1, (actions == 3).sum(axis=1)),
             "n_holds": np.where(failed, -1, (actions == 2).sum(axis=1))}
     for j, n in enumerate(marrow["lineages"]):
@@ -283,7 +288,7 @@ def run_escalation_population(drug, escalation: Escalation, population: Populati
     --------
     >>> import csfpk
     >>> from csfpk.escalation import Escalation
-    >>> esc = Escalation.seed_pemetrexed(weeks=12).__class__(times=(0.0, 84.0, 168.0), start=0.1, step=0.05, cap=0.3)
+    >>> esc = Escalation(times=(0.0, 84.0, 168.0), start=0.1, step=0.05, cap=0.3)  # mg/kg
     >>> res = run_escalation_population("pemetrexed", esc, csfpk.Population(n=3, seed=2), dt=1.0,
     ...                                 dose_basis="weight", weight_kg=[50.0, 70.0, 90.0])
     >>> res.doses.query("injection == 1").dose_mg.round(6).tolist()

@@ -111,11 +111,15 @@ def load_myelosuppression(path=None):
         if lin in doc_iiv:
             t = doc_iiv[lin]
             require_keys(f"{where} [iiv.{lin}]", t, (), IIV_SYSTEM)
-            iiv[lin] = MappingProxyType({k: read_entry(f"{where} [iiv.{lin}]", k, t[k], _CV).value / 100.0 for k in t})
+            entries = {k: read_entry(f"{where} [iiv.{lin}]", k, t[k], _CV) for k in t}
+            q.update({f"iiv.{lin}.{k}": e for k, e in entries.items()})
+            iiv[lin] = MappingProxyType({k: e.value / 100.0 for k, e in entries.items()})
     if "drug_effect" in doc_iiv:
         require_keys(f"{where} [iiv.drug_effect]", doc_iiv["drug_effect"], (), ("slope",))
         if "slope" in doc_iiv["drug_effect"]:
-            iiv["slope"] = read_entry(f"{where} [iiv.drug_effect]", "slope", doc_iiv["drug_effect"]["slope"], _CV).value / 100.0
+            entry = read_entry(f"{where} [iiv.drug_effect]", "slope", doc_iiv["drug_effect"]["slope"], _CV)
+            q["iiv.drug_effect.slope"] = entry
+            iiv["slope"] = entry.value / 100.0
     return Myelosuppression(MappingProxyType(lineages), MappingProxyType(slopes), MappingProxyType(q),
                             MappingProxyType(iiv))
 

@@ -50,7 +50,8 @@ def run(out, n=1000, seed=1, dt=0.25):
         rows.append({"arm": label, "n": n, "n_failed": s["n_failed"],
                      **{k: v for k, v in s.items() if k.startswith("grade3_")},
                      **{f"nadir_{lin}_median_1e9_L": float(ok[f"nadir_{lin}_1e9_L"].median()) for lin in res.lineages},
-                     "n_step_backs_mean": float(ok.n_step_backs.mean()), "final_dose_mg_median": s["final_dose_mg_median"]})
+                     "n_step_backs_mean": float(ok.n_step_backs.mean()),
+                     "final_dose_mg_median": s["final_dose_mg_median"]})
         for dose, count in s["final_dose_mg_counts"].items():
             levels.append({"arm": label, "final_dose_mg": dose, "n": count, "pct": 100 * count / max(s["n_ok"], 1)})
         doses.append(res.doses.assign(arm=label))
@@ -71,8 +72,13 @@ def _figure(table, level_table, path, n):
     import numpy as np
 
     fig, (a, b) = plt.subplots(1, 2, figsize=(12, 4.5), gridspec_kw={"width_ratios": [1.1, 1]})
-    pem = level_table[level_table.arm.str.startswith("pemetrexed")]
-    a.bar(pem.final_dose_mg.astype(str), pem.pct, color="#4C72B0")
+    pem = level_table[level_table.arm.str.startswith("pemetrexed")].set_index("final_dose_mg").pct
+    all_levels = [float(x) for x in load_regimen("it_pemetrexed_seed").regimen.levels]
+    pct = [float(pem.get(x, 0.0)) for x in all_levels]
+    bars = a.bar([f"{x:g}" for x in all_levels], pct, color="#4C72B0")
+    for rect, v in zip(bars, pct):
+        a.text(rect.get_x() + rect.get_width() / 2, rect.get_height() + 1, f"{v:.1f}", ha="center", fontsize=7)
+    a.set_ylim(0, 110)
     a.set_xlabel("final dose (mg) at the last injection")
     a.set_ylabel(f"share of virtual patients (%), n = {n}")
     a.set_title("IT pemetrexed, seed escalation: final dose level")
@@ -90,7 +96,9 @@ def _figure(table, level_table, path, n):
     b.set_xticks(x, [lab for _, lab in lins])
     b.set_ylabel("patients with CTCAE grade >= 3 (%)")
     b.set_title("Grade >= 3 myelosuppression: predicted vs seed")
-    b.legend(fontsize=7, loc="upper left")
+    top = np.nanmax(table[[f"grade3_{k}_pct" for k, _ in lins]].to_numpy())
+    b.set_ylim(0, max(top, 1.0) * 1.45)
+    b.legend(fontsize=7, loc="upper center", ncol=1)
     fig.text(0.01, 0.01, "Marrow parameters not fitted to the seed; seed counts pooled over both drugs (7 MTX, 34 "
              "pemetrexed) and include systemic therapy.", fontsize=7)
     fig.tight_layout(rect=(0, 0.03, 1, 1))

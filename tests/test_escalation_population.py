@@ -166,3 +166,16 @@ def test_marrow_iiv_is_lognormal_with_the_file_cvs_and_shared_across_lineages():
     assert np.all(m["circ0"][:, names.index("neutrophils")] < m["circ0"][:, names.index("leukocytes")])
     off = marrow_parameters(PD, "pemetrexed", 7, np.arange(5), iiv=False)
     assert np.all(off["slope"] == PD.slope("pemetrexed"))
+
+
+def test_pd_file_iiv_errors_name_the_field(tmp_path):
+    from csfpk.paths import params_dir
+
+    text = (params_dir() / "pd" / "myelosuppression.toml").read_text()
+    bad = tmp_path / "myelosuppression.toml"
+    bad.write_text(text.replace("[iiv.platelets]", "[iiv.platelet]"))
+    with pytest.raises(ParameterError, match=r"\[iiv\]: unknown key\(s\) \['platelet'\]"):
+        load_myelosuppression(bad)
+    bad.write_text(text.replace('MTT   = { value = 47.1, unit = "%CV"', 'MTT   = { value = -1, unit = "%CV"'))
+    with pytest.raises(ParameterError, match=r"\[iiv.platelets\]: MTT.value = -1 is not allowed"):
+        load_myelosuppression(bad)
