@@ -179,3 +179,14 @@ def test_pd_file_iiv_errors_name_the_field(tmp_path):
     bad.write_text(text.replace('MTT   = { value = 47.1, unit = "%CV"', 'MTT   = { value = -1, unit = "%CV"'))
     with pytest.raises(ParameterError, match=r"\[iiv.platelets\]: MTT.value = -1 is not allowed"):
         load_myelosuppression(bad)
+
+
+def test_kernel_compiles_once_whatever_the_input_types(population_run):
+    from csfpk._kernels import escalation as kernel
+
+    params, marrow, _ = population_run
+    lists = {k: [float(x) for x in v] for k, v in params.items() if k != "subject"}
+    lists["subject"] = list(range(POP.n))
+    run_escalation_subjects(DRUG, ESC, {k: np.asarray(v) for k, v in lists.items()}, marrow, dt=DT, pd=PD_SENSITIVE,
+                            chunk_size=np.int32(2), substeps=np.int64(4))
+    assert len(kernel.run_batch.signatures) == 1
