@@ -31,7 +31,7 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=10_000, help="virtual patients")
     ap.add_argument("--dt", type=float, default=0.5, help="output grid step (h) driving the marrow")
-    ap.add_argument("--substeps", type=int, default=2, help="RK4 steps per grid interval")
+    ap.add_argument("--substeps", type=int, default=1, help="RK4 steps per grid interval")
     ap.add_argument("--chunk", type=int, default=2048)
     ap.add_argument("--check", type=int, default=200, help="subjects rerun on the 0.25 h / 4-substep grid")
     ap.add_argument("--cold", action="store_true", help="compile from an empty numba cache")
