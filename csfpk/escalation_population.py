@@ -257,8 +257,8 @@ def run_escalation_subjects(drug, escalation: Escalation, params, marrow, *, t_e
             "dose_scale": np.where(failed, np.nan, scale_all),
             "final_dose_mg": doses[:, -1],
             "max_dose_mg": np.where(failed, np.nan, np.max(np.where(failed[:, None], 0.0, doses), axis=1)),
-            "n_step_backs": np.where(failed, -1, (actions == 3).sum(axis=1)),
-            "n_holds": np.where(failed, -1, (actions == 2).sum(axis=1))}
+            "n_step_backs": np.where(failed, -1, (actions == ACTIONS.index("step_back")).sum(axis=1)),
+            "n_holds": np.where(failed, -1, (actions == ACTIONS.index("hold")).sum(axis=1))}
     for j, n in enumerate(marrow["lineages"]):
         cols[f"nadir_{n}_1e9_L"] = nadir[:, j]
         cols[f"nadir_time_{n}_h"] = nadir_t[:, j]
