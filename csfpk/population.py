@@ -301,3 +301,39 @@ def build_rate_matrices(drug, params, physiology, csf_layout="single"):
         volume[:, o] = params["V1"] if idx == central else vol  # the plasma outputs scale with each V1
         scale[:, o] = params["fu"] if name == "plasma_unbound" else sc
     return Ks, volume, scale, model
+
+
+def marrow_parameters(pd, drug_name, seed, subjects, iiv=True):
+    r"""Per-subject Friberg parameters of the lineages of ``pd`` (a ``csfpk.myelosuppression.Myelosuppression``).
+
+    Log-normal IIV from the PD file's ``[iiv]`` CVs (ω² = ln(1 + CV²)) on Circ0 and MTT of each lineage
+    and on the drug-effect slope (Friberg et al. 2002, J Clin Oncol 20:4713, estimated IIV on exactly
+    these three). One standard normal per subject and parameter is shared by every lineage (one marrow
+    per patient), scaled by each lineage's ω::
+
+        Circ0_i,l = Circ0_l·exp(ω_Circ0,l·z_Circ0,i),   MTT_i,l = MTT_l·exp(ω_MTT,l·z_MTT,i),
+        slope_i   = slope·exp(ω_slope·z_slope,i)
+
+    The z depend only on (seed, subject index, name), as every draw of ``Population``.
+
+    Returns
+    -------
+    dict: ``circ0`` (S, L) 10⁹/L, ``mtt`` (S, L) h, ``slope`` (S,) L/mg, and the lineage names ``lineages``.
+    """
+    idx = np.asarray(subjects, dtype=np.int64)
+    names = tuple(pd.lineages)
+    slope = np.full(idx.size, float(pd.slope(drug_name)))
+    circ0 = np.array([[pd.lineages[n].circ0 for n in names]] * idx.size, dtype=float).reshape(idx.size, len(names))
+    mtt = np.array([[pd.lineages[n].mtt for n in names]] * idx.size, dtype=float).reshape(idx.size, len(names))
+    if iiv:
+        z_c = normals(seed, idx, "marrow.Circ0")
+        z_m = normals(seed, idx, "marrow.MTT")
+        for j, n in enumerate(names):
+            cv = pd.iiv.get(n, {})
+            if cv.get("Circ0", 0.0) > 0:
+                circ0[:, j] *= np.exp(math.sqrt(math.log1p(cv["Circ0"] ** 2)) * z_c)
+            if cv.get("MTT", 0.0) > 0:
+                mtt[:, j] *= np.exp(math.sqrt(math.log1p(cv["MTT"] ** 2)) * z_m)
+        if pd.iiv.get("slope", 0.0) > 0:
+            slope = slope * np.exp(math.sqrt(math.log1p(pd.iiv["slope"] ** 2)) * normals(seed, idx, "marrow.slope"))
+    return {"circ0": circ0, "mtt": mtt, "slope": slope, "lineages": names}
