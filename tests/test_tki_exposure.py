@@ -20,7 +20,7 @@ from csfpk.errors import ParameterError
 from csfpk.paths import params_dir
 from csfpk.simulation import solve
 
-from test_solver_agreement import scipy_reference
+from oracles import radau_reference
 
 ROOT = Path(__file__).resolve().parents[1]
 CHANGED = ("erlotinib", "gefitinib", "osimertinib")
@@ -104,7 +104,7 @@ def test_solvers_agree_with_radau_at_high_dose(name, method):
     regimen = csfpk.Regimen.every(amt=amt, ii=ii, n=3)
     model = csfpk.build_model(drug, csf_layout="single")
     times = np.arange(0.0, 3 * ii + 48.0 + 0.5, 0.5)
-    ref = scipy_reference(model, regimen, times)
+    ref = radau_reference(model, regimen, times)
     got, _, _ = solve(model, regimen, times, method=method, rtol=1e-10, atol=1e-13)
     for out in ("plasma", "csf"):
         i = model.outputs[out][0]
@@ -211,6 +211,7 @@ def _radau_with_uptake(model, regimen, times):
     """Radau (rtol 1e-10) of dx/dt = K·x + S-correction of _kernels/rhs.py, written out here."""
     from scipy.integrate import solve_ivp
 
+    from csfpk._kernels.codes import BOLUS
     from csfpk._kernels.rhs import NL_ASAT, NL_CENTRAL, NL_CSF, NL_KIN
     from csfpk.schedule import build_timeline
 
@@ -233,7 +234,7 @@ def _radau_with_uptake(model, regimen, times):
             out[np.searchsorted(times, seg)] = sol.sol(seg).T
             x, t = sol.y[:, -1].copy(), te
         for ta, kind, cmt, val in zip(tl.time, tl.kind, tl.cmt, tl.value):
-            if ta == te and kind == 1:
+            if ta == te and kind == BOLUS:
                 x[cmt] += val
     return out
 
