@@ -10,7 +10,8 @@ from csfpk._kernels import codes
 from csfpk.status import Status
 
 KERNELS = Path(codes.__file__).parent
-GROUPS = {"ACTIONS": codes.ACTIONS, "STATUSES": codes.STATUSES, "METRICS": codes.METRICS, "STATS": codes.STATS}
+GROUPS = {"ACTIONS": codes.ACTIONS, "STATUSES": codes.STATUSES, "METRICS": codes.METRICS, "STATS": codes.STATS,
+          "DECISIONS": codes.DECISIONS}
 
 
 def test_every_status_code_has_an_enum_member_with_a_message_and_vice_versa():
