@@ -19,6 +19,10 @@ from .units import hours
 
 METHODS = ("auto", "exact", "adaptive", "stiff")
 _DEFAULT_TAIL_H = 168.0
+MAX_OUTPUT_ROWS = 50_000_000
+# memory a result may take (amounts, float64, plus the tidy frame's ~5 columns per output), checked
+# before any work; assumed: well under the RAM of a laptop
+MAX_RESULT_BYTES = 2e9
 
 
 def as_model(drug, *, csf_layout="single", physiology=None):
@@ -49,8 +53,9 @@ def output_grid(t_end, dt):
     if not t_end > 0:
         raise ScheduleError(f"t_end = {t_end!r} is not allowed; expected > 0 h")
     n = int(math.floor(t_end / dt + 1e-9))
-    if n > 50_000_000:
-        raise ScheduleError(f"t_end/dt = {t_end / dt:.3g} output rows is too many; expected at most 5e7")
+    if n > MAX_OUTPUT_ROWS:
+        raise ScheduleError(f"t_end/dt = {t_end:g} h / {dt:g} h gives {t_end / dt:.3g} output rows; expected at most "
+                            f"{MAX_OUTPUT_ROWS:.0e}: raise dt or end earlier")
     grid = dt * np.arange(n + 1)
     if grid[-1] < t_end - 1e-9 * max(1.0, t_end):
         grid = np.append(grid, t_end)
@@ -99,7 +104,24 @@ def solve(model, regimen, times, *, method="auto", record_outputs=False, rtol=1e
     status = Status(int(code))
     if status != Status.OK:
         raise SolverError(f"{model.name}: {status.name}: {status.message}")
+    if not np.all(np.isfinite(out)):
+        raise SolverError(f"{model.name}: the amounts overflowed to inf/NaN (largest dose "
+                          f"{max((d[2] for d in tl.doses), default=0.0):g} mg); check the doses and the model")
     return out, tl, method
+
+
+def check_size(t_end, dt, model, where=("t_end", "dt")):
+    """Refuse, before any work, an output grid too long or a result too large for memory.
+
+    ``where`` names the two arguments in the message (the CLI passes ``("--t-end", "--dt")``).
+    """
+    rows = math.floor(t_end / dt + 1e-9) + 2
+    n_out = max(1, len(model.outputs))
+    nbytes = rows * (model.n * 8 + n_out * 5 * 8)
+    if rows > MAX_OUTPUT_ROWS or nbytes > MAX_RESULT_BYTES:
+        raise ScheduleError(f"{where[0]} = {t_end:.6g} h with {where[1]} = {dt:g} h gives {rows:.3g} output times × "
+                            f"{n_out} outputs (≈ {nbytes / 1e9:.3g} GB); expected at most {MAX_OUTPUT_ROWS:.0e} times "
+                            f"and {MAX_RESULT_BYTES / 1e9:g} GB: raise {where[1]}, end earlier or give fewer doses")
 
 
 def _check_tol(rtol, atol):
@@ -118,6 +140,8 @@ def simulate(drug, regimen, t_end=None, dt=1.0, *, method="auto", csf_layout="si
     drug : a ``Drug`` (``csfpk.load_drug``), a drug name, or a compiled ``Model``.
     regimen : a ``Regimen`` (``csfpk.Regimen.every(...)``) or a list of ``Record``.
     t_end : end of the simulation, h or a duration string (``"8w"``); default: last dose + 7 days.
+        Doses after ``t_end`` are not expanded (they change no output). The output size is checked
+        before any work (``check_size``).
     dt : output step, h or a duration string. A sample at a dose time is the pre-dose value.
     method : ``"auto"`` (exact for linear models, else stiff), ``"exact"`` (matrix exponential),
         ``"adaptive"`` (Dormand–Prince 5(4)), ``"stiff"`` (Rosenbrock).
@@ -140,6 +164,8 @@ def simulate(drug, regimen, t_end=None, dt=1.0, *, method="auto", csf_layout="si
     regimen = as_regimen(regimen)
     dt = hours(dt, "dt")
     t_end = regimen.end + _DEFAULT_TAIL_H if t_end is None else hours(t_end, "t_end")
+    if dt > 0 and t_end > 0:
+        check_size(t_end, dt, model)
     grid = output_grid(t_end, dt)
     amounts, tl, used = solve(model, regimen, grid, method=method, rtol=rtol, atol=atol)
     return SimulationResult(times=grid, amounts=amounts, model=model, method=used, doses=tl.doses, regimen=regimen)

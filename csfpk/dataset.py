@@ -1,0 +1,329 @@
+"""NONMEM-style datasets: many subjects' records, observations and covariates, in and out.
+
+A dataset is the everyday input of a population PK analysis (NONMEM ``$DATA``, mrgsolve
+``data_set()``, rxode2 event tables): one CSV row per record, column names in any case::
+
+    ID, TIME, EVID, AMT, CMT, RATE, II, ADDL, SS     the dosing record (csfpk.Record; NONMEM meaning)
+    DV, MDV                                          the observation and its missing-DV flag
+    WT | WEIGHT | BW (kg), HT | HEIGHT (cm), BSA (m2), CRCL | CLCR (mL/min)     covariates
+    C                                                rows with C = "C" or "#" are ignored (IGNORE=C)
+
+"." and empty cells are NONMEM's missing value: 0 in the record fields, no observation in DV.
+Other columns (AGE, SEX, STUDY, DATE …) are kept as they are and written back out; a column one
+letter away from a record field (``RTAE``, ``AMTT``) is refused as a likely misspelling rather than
+ignored (an infusion silently read as a bolus is worse than an error).
+
+Each subject is simulated with its own records and with the drug's covariate models
+(``[covariates]`` of the drug file, ``Drug.for_subject``) evaluated at its covariates. BSA missing
+but weight and height given: Du Bois & Du Bois 1916 (``csfpk.drug.bsa_du_bois``). A covariate
+absent from the dataset leaves the drug file's reference value. Covariates must be constant
+within a subject: csfpk's kernels hold one parameter set per subject, so a time-varying value is
+refused with the line where it changes rather than silently averaged.
+
+Predictions are NONMEM's table values: at each record, the state after the record is processed
+(``csfpk.solve(..., record_outputs=True)``), so DV and the prediction stand side by side.
+
+Examples
+--------
+>>> import io, csfpk
+>>> text = "ID,TIME,AMT,CMT,RATE,DV,CRCL\\n1,0,500,2,3000,.,90\\n1,2,0,2,0,25,90\\n2,0,500,2,3000,.,45\\n2,2,0,2,0,31,45\\n"
+>>> data = csfpk.read_dataset(io.StringIO(text))
+>>> out = csfpk.simulate_dataset("pemetrexed", data)
+>>> sorted(out.ID.unique().tolist()), sorted(set(out.compartment))[:1]
+([1, 2], ['csf'])
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .drug import bsa_du_bois, load_drug
+from .errors import ScheduleError
+from .regimen import FIELDS, Regimen, columns, read_table, records, unknown_columns
+from .units import body_size
+
+# covariate columns (lower case) -> keyword of Drug.for_subject / height
+COVARIATE_COLUMNS = {"wt": "weight_kg", "weight": "weight_kg", "bw": "weight_kg", "ht": "height_cm",
+                     "height": "height_cm", "bsa": "bsa_m2", "crcl": "crcl_mL_min", "clcr": "crcl_mL_min"}
+# NONMEM and trial columns that are common and one letter away from a record field: never a misspelling
+_COMMON = {"date", "dat1", "dat2", "dat3", "cmts", "dvid", "occ", "tad", "ntime", "tafd", "time2", "amt2",
+           "rate2", "ss2", "evid2", "blq", "lloq", "age", "sex", "race", "dose", "study", "flag"}
+NONMEM_ORDER = ("ID",) + tuple(f.upper() for f in FIELDS) + ("DV", "MDV")
+
+
+@dataclass(frozen=True, eq=False)
+class Subject:
+    """One subject of a dataset: its ID, regimen (all its records), covariates and its rows."""
+
+    id: object
+    regimen: Regimen
+    covariates: dict  # weight_kg, bsa_m2, crcl_mL_min as given (or derived), absent keys not given
+    rows: object  # pandas DataFrame: the subject's rows in NONMEM columns
+
+
+@dataclass(frozen=True, eq=False)
+class Dataset:
+    """A NONMEM-style dataset read by ``read_dataset``.
+
+    ``table`` holds every kept row with NONMEM column names in upper case (``ID``, ``TIME`` …
+    ``DV``, ``MDV``, covariates, other columns as written); ``subjects`` one ``Subject`` per ID.
+    """
+
+    table: object
+    subjects: tuple
+    where: str = "data"
+
+    @property
+    def n_subjects(self):
+        return len(self.subjects)
+
+    def summary(self, drug):
+        """One row per subject: ID, records, doses, observations, covariates and the parameters they give."""
+        import pandas as pd
+
+        drug = load_drug(drug) if isinstance(drug, str) else drug
+        rows = []
+        for s in self.subjects:
+            d = drug.for_subject(**s.covariates)
+            obs = s.rows[(s.rows.EVID == 0) & (s.rows.MDV == 0)]
+            row = {"ID": s.id, "records": len(s.rows), "doses": s.regimen.n_doses, "observations": len(obs)}
+            for key, label in (("weight_kg", "WT_kg"), ("bsa_m2", "BSA_m2"), ("crcl_mL_min", "CRCL_mL_min")):
+                row[label] = round(s.covariates[key], 3) if key in s.covariates else "-"
+            for k in drug.covariates:
+                row[f"{k}_{'L_h' if k.startswith(('CL', 'Q')) else 'L' if k.startswith('V') else k}"] = \
+                    round(getattr(d.plasma, k), 4)
+            rows.append(row)
+        return pd.DataFrame(rows)
+
+
+def read_dataset(path):
+    """Read a NONMEM-style dataset CSV (see module docstring) into a ``Dataset``.
+
+    Raises ``ScheduleError`` with the file, line, column and value for any problem: unreadable or
+    non-UTF-8 file, empty file or header only, missing ID/TIME/AMT, text in a numeric column, a
+    misspelled column, an impossible record, time going back within a subject, a subject's records
+    split by another subject's, or a covariate out of the human range or changing within a subject.
+    """
+    import pandas as pd
+
+    where = str(getattr(path, "name", "data")) if hasattr(path, "read") else str(path)
+    df = read_table(path)
+    df.index = range(2, len(df) + 2)  # file line of each row (after the header)
+    cols = columns(df, where)
+    if "c" in cols:
+        df = df[~df[cols["c"]].astype(str).str.strip().isin(("C", "#"))]
+        if df.empty:
+            raise ScheduleError(f"{where}: every row is commented out (C = 'C' or '#'); expected records")
+    if "id" not in cols:
+        raise ScheduleError(f"{where}: missing column 'ID'; a dataset names each row's subject (for one subject's "
+                            "doses use --regimen FILE.csv / Regimen.from_csv)")
+    known = set(FIELDS) | {"id", "dv", "mdv", "c"} | set(COVARIATE_COLUMNS)
+    for key, col in cols.items():
+        if key not in known and key not in _COMMON:
+            near = [f for f in FIELDS + ("id", "dv", "mdv") if _one_edit(key, f)]
+            if near:
+                raise ScheduleError(unknown_columns(where, [col], list(FIELDS) + ["id", "dv", "mdv"],
+                                                    f"a misspelled record column would be ignored; rename it "
+                                                    f"{near[0].upper()!r} (or give it another name if it is data)"))
+    covcols = {}
+    for key, col in cols.items():
+        if key in COVARIATE_COLUMNS:
+            kind = COVARIATE_COLUMNS[key]
+            if kind in covcols:
+                raise ScheduleError(f"{where}: columns {covcols[kind]!r} and {col!r} both give {kind}; keep one")
+            covcols[kind] = col
+
+    # subjects: contiguous blocks of one ID each
+    ids = df[cols["id"]].astype(str).str.strip()
+    if (ids.isin(("", "."))).any():
+        line = ids.index[ids.isin(("", "."))][0]
+        raise ScheduleError(f"{where}, line {line}: ID is missing; expected the subject's identifier")
+    block = (ids != ids.shift()).cumsum()
+    first_block = {}
+    for i, b in zip(ids, block):
+        first_block.setdefault(i, b)
+        if first_block[i] != b:
+            line = ids.index[(ids == i) & (block == b)][0]
+            raise ScheduleError(f"{where}, line {line}: ID {i} appears again after other subjects' records; keep each "
+                                "subject's records together (NONMEM would read it as a new subject)")
+
+    out_rows = []
+    subjects = []
+    for sid in dict.fromkeys(ids.tolist()):
+        sub = df[ids == sid]
+        recs = records(sub, cols, where, lines=sub.index)
+        cov = _subject_covariates(where, sub, covcols)
+        the_id = _id_value(sid)
+        rows = pd.DataFrame({"ID": the_id}, index=sub.index)
+        for f in FIELDS:
+            rows[f.upper()] = [getattr(rec, f) for rec in recs]
+        dv = _numbers(where, sub, cols.get("dv"), "DV")
+        rows["DV"] = dv
+        if "mdv" in cols:
+            mdv = _numbers(where, sub, cols["mdv"], "MDV")
+            bad = ~np.isin(np.nan_to_num(mdv, nan=-1), (0, 1))
+            if bad.any():
+                line = sub.index[bad][0]
+                raise ScheduleError(f"{where}, line {line}: MDV = {sub[cols['mdv']][line]!r} is not allowed; "
+                                    "expected 0 or 1")
+            rows["MDV"] = mdv.astype(int)
+        else:
+            rows["MDV"] = ((rows.EVID != 0) | np.isnan(dv)).astype(int)
+        obs_missing = (rows.EVID == 0) & (rows.MDV == 0) & np.isnan(dv)
+        if obs_missing.any():
+            line = rows.index[obs_missing][0]
+            raise ScheduleError(f"{where}, line {line}: DV is missing on an observation record (EVID 0, MDV 0); "
+                                "give DV or set MDV = 1")
+        for key, col in cols.items():
+            if key not in set(FIELDS) | {"id", "dv", "mdv"}:
+                rows[col] = sub[col].values if key not in COVARIATE_COLUMNS else \
+                    _numbers(where, sub, col, col)
+        out_rows.append(rows)
+        subjects.append(Subject(the_id, Regimen(tuple(recs), name=f"ID {sid}"), cov, rows))
+    table = pd.concat(out_rows)
+    return Dataset(table=table, subjects=tuple(subjects), where=where)
+
+
+def simulate_dataset(drug, data, *, csf_layout="single", physiology=None, method="auto"):
+    """Simulate every subject of a dataset with its own records and covariates.
+
+    Parameters
+    ----------
+    drug : a ``Drug`` or a drug name; its ``[covariates]`` models are applied per subject.
+    data : a ``Dataset`` (``read_dataset``) or a path to a dataset CSV.
+    csf_layout, physiology, method : as for ``csfpk.simulate``.
+
+    Returns
+    -------
+    pandas.DataFrame, tidy: one row per record and output compartment, with the dataset's columns
+    (ID, TIME, EVID, AMT, CMT, RATE, II, ADDL, SS, DV, MDV, covariates, others) beside
+    ``compartment``, ``conc_mg_L``, ``conc_nM`` and ``conc_ng_mL``: the state after each record,
+    as in a NONMEM table. ``write_dataset`` writes it back as a NONMEM-style CSV.
+
+    Named ``simulate_dataset`` (not mrgsolve's ``data_set``) because it says what goes in and that it
+    runs the simulation, beside ``simulate`` for one regimen.
+    """
+    import pandas as pd
+
+    from .simulation import as_model, solve
+    from .units import mg_per_L_to_nM
+
+    drug = load_drug(drug) if isinstance(drug, str) else drug
+    data = data if isinstance(data, Dataset) else read_dataset(data)
+    blocks = []
+    for s in data.subjects:
+        try:
+            model = as_model(drug.for_subject(**s.covariates), csf_layout=csf_layout, physiology=physiology)
+            amounts, _, _ = solve(model, s.regimen, np.array([]), method=method, record_outputs=True)
+        except ScheduleError as exc:
+            raise ScheduleError(f"{data.where}: ID {s.id}: {exc}") from None
+        for name, (idx, vol, scale) in model.outputs.items():
+            conc = scale * amounts[:, idx] / vol
+            b = s.rows.copy()
+            b["compartment"] = name
+            b["conc_mg_L"] = conc
+            b["conc_nM"] = mg_per_L_to_nM(conc, model.molecular_weight)
+            b["conc_ng_mL"] = conc * 1e3
+            blocks.append(b)
+    out = pd.concat(blocks)
+    out["_line"] = out.index
+    out = out.sort_values(["_line", "compartment"], kind="stable").drop(columns="_line").reset_index(drop=True)
+    return out
+
+
+def write_dataset(table, path):
+    """Write a dataset or ``simulate_dataset``'s frame as a NONMEM-style CSV (atomically).
+
+    One row per record with the NONMEM columns first, then covariates and other columns, then
+    one prediction column per compartment and unit (``PLASMA_MG_L``, ``PLASMA_NM``, ``CSF_NM`` …);
+    ``read_dataset`` reads it back (prediction columns are kept as other data).
+    """
+    from .io import atomic_path
+
+    if isinstance(table, Dataset):
+        table = table.table
+    wide = table
+    if "compartment" in table.columns:
+        keys = [c for c in table.columns if c not in ("compartment", "conc_mg_L", "conc_nM", "conc_ng_mL")]
+        comps = list(dict.fromkeys(table.compartment))
+        n = len(comps)
+        if len(table) % n:
+            raise ScheduleError("write_dataset: the frame does not hold every compartment for every record")
+        base = table[table.compartment == comps[0]][keys].reset_index(drop=True)
+        for comp in comps:
+            part = table[table.compartment == comp].reset_index(drop=True)
+            base[f"{comp.upper()}_MG_L"] = part.conc_mg_L
+            base[f"{comp.upper()}_NM"] = part.conc_nM
+        wide = base
+    order = [c for c in NONMEM_ORDER if c in wide.columns] + [c for c in wide.columns if c not in NONMEM_ORDER]
+    wide = wide[order]
+    with atomic_path(path) as tmp:
+        wide.to_csv(tmp, index=False, na_rep=".")
+    return path
+
+
+def _subject_covariates(where, sub, covcols):
+    out = {}
+    for kind, col in covcols.items():
+        vals = _numbers(where, sub, col, col)
+        given = ~np.isnan(vals)
+        if not given.any():
+            continue
+        v = vals[given]
+        changed = np.flatnonzero(given & (vals != v[0]))
+        if changed.size:
+            line, change = sub.index[changed[0]], vals[changed[0]]
+            raise ScheduleError(f"{where}, line {line}: {col} changes within ID {sub.iloc[0, 0]} ({v[0]:g} → "
+                                f"{change:g}); csfpk holds one covariate value per subject: give the value to use "
+                                "(e.g. the baseline) on every record of the subject")
+        for line, x in zip(sub.index[given], vals[given]):
+            try:
+                body_size(x, col, kind)
+            except ScheduleError as exc:
+                raise ScheduleError(f"{where}, line {line}: {exc}") from None
+        out[kind] = float(v[0])
+    if "bsa_m2" not in out and "weight_kg" in out and "height_cm" in out:
+        out["bsa_m2"] = bsa_du_bois(out["weight_kg"], out["height_cm"])
+    out.pop("height_cm", None)
+    return out
+
+
+def _numbers(where, sub, col, name):
+    """A numeric column of text cells as float64, "." and "" as NaN; text is refused with its line."""
+    if col is None:
+        return np.full(len(sub), np.nan)
+    out = np.empty(len(sub))
+    for j, (line, text) in enumerate(zip(sub.index, sub[col].astype(str))):
+        t = text.strip()
+        if t in ("", "."):
+            out[j] = np.nan
+            continue
+        try:
+            out[j] = float(t)
+        except ValueError:
+            raise ScheduleError(f"{where}, line {line}: {name} = {t!r} is not a number") from None
+        if not np.isfinite(out[j]):
+            raise ScheduleError(f"{where}, line {line}: {name} = {t!r} is not allowed; expected a finite number")
+    return out
+
+
+def _id_value(text):
+    """IDs are kept as integers when they are integers (as NONMEM requires), else as text."""
+    try:
+        f = float(text)
+    except ValueError:
+        return text
+    return int(f) if f.is_integer() else f
+
+
+def _one_edit(a, b):
+    """True when ``a`` differs from ``b`` by one substitution, insertion, deletion or adjacent swap."""
+    if a == b or abs(len(a) - len(b)) > 1 or min(len(a), len(b)) < 2:
+        return False
+    if len(a) == len(b):
+        diff = [i for i in range(len(a)) if a[i] != b[i]]
+        if len(diff) == 1:
+            return True
+        return len(diff) == 2 and diff[1] == diff[0] + 1 and a[diff[0]] == b[diff[1]] and a[diff[1]] == b[diff[0]]
+    s, t = (a, b) if len(a) < len(b) else (b, a)
+    return any(t[:i] + t[i + 1:] == s for i in range(len(t)))
