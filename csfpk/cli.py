@@ -143,7 +143,7 @@ def _cmd_drugs(args):
 
 def _cmd_simulate(args):
     from .drug import load_drug
-    from .simulation import as_model, check_size, simulate
+    from .limits import check_size
 
     csv_path, plot_path = _output_paths(args)
     drug = load_drug(args.drug)
@@ -158,8 +158,11 @@ def _cmd_simulate(args):
         fewer = "" if args.regimen else " or fewer doses (--n)"
         raise CsfpkError(f"--t-end {args.t_end} ({t_end:g} h) ends before the last dose at {last:g} h; expected "
                          f"--t-end >= {last:g} h{fewer}")
+    check_size(t_end, dt, where=("--t-end", "--dt"))  # from the numbers alone, before numba is imported
+    from .simulation import as_model, simulate
+
     model = as_model(drug.for_subject(**subject), csf_layout=args.layout)
-    check_size(t_end, dt, model, where=("--t-end", "--dt"))
+    check_size(t_end, dt, model.n, len(model.outputs), where=("--t-end", "--dt"))
     tau = _summary_interval(regimen)
     window = (last, min(t_end, last + tau)) if tau else (last, t_end)
     if window[1] - window[0] > 0 and dt > (window[1] - window[0]) / 10:
@@ -314,7 +317,7 @@ def _regimen(args, drug):
             if msg.startswith(py):
                 msg = flag + msg[len(py):]
                 break
-        raise CsfpkError(msg) from None
+        raise type(exc)(msg) from None
     return reg, reg.describe()
 
 

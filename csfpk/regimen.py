@@ -210,6 +210,9 @@ class Regimen:
             ii_h, len_h = hours(ii, f"phase {i + 1} ii"), hours(length, f"phase {i + 1} length")
             if ii_h <= 0 or len_h <= 0:
                 raise ScheduleError(f"phase {i + 1}: ii = {ii!r} and length = {length!r} must both be > 0")
+            if not (MIN_II_H <= ii_h <= MAX_TIME_H and len_h <= MAX_TIME_H):
+                raise ScheduleError(f"phase {i + 1}: ii = {ii!r}, length = {length!r} are not allowed; expected ii in "
+                                    "[0.01, 1e6] h and length <= 1e6 h")
             n = max(1, math.ceil(len_h / ii_h - 1e-9))
             out = out + cls.every(amt, ii_h, n, route, start=t)
             t += len_h
@@ -319,7 +322,7 @@ class Regimen:
             raise ScheduleError(unknown_columns(where, extra, FIELDS + ("id",), hint))
         if "id" in cols and df[cols["id"]].nunique(dropna=False) > 1:
             ids = list(dict.fromkeys(df[cols["id"]].tolist()))
-            raise ScheduleError(f"{where}: column {cols['id']!r} holds {len(ids)} subjects {ids[:5]}; a Regimen is "
+            raise ScheduleError(f"{where}: column {cols['id']!r} holds {len(ids)} subjects ({', '.join(map(str, ids[:5]))}{', …' if len(ids) > 5 else ''}); a Regimen is "
                                 "one subject: read the file with csfpk.read_dataset (or 'csfpk simulate DRUG --data "
                                 "FILE')")
         return cls(tuple(records(df, cols, where)))

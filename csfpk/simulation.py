@@ -8,6 +8,7 @@ import math
 
 import numpy as np
 
+from . import limits
 from .drug import Drug, load_drug
 from .errors import ParameterError, ScheduleError, SolverError
 from .model import Model, build_model
@@ -19,10 +20,7 @@ from .units import hours
 
 METHODS = ("auto", "exact", "adaptive", "stiff")
 _DEFAULT_TAIL_H = 168.0
-MAX_OUTPUT_ROWS = 50_000_000
-# memory a result may take (amounts, float64, plus the tidy frame's ~5 columns per output), checked
-# before any work; assumed: well under the RAM of a laptop
-MAX_RESULT_BYTES = 2e9
+MAX_OUTPUT_ROWS = limits.MAX_OUTPUT_ROWS
 
 
 def as_model(drug, *, csf_layout="single", physiology=None):
@@ -111,17 +109,8 @@ def solve(model, regimen, times, *, method="auto", record_outputs=False, rtol=1e
 
 
 def check_size(t_end, dt, model, where=("t_end", "dt")):
-    """Refuse, before any work, an output grid too long or a result too large for memory.
-
-    ``where`` names the two arguments in the message (the CLI passes ``("--t-end", "--dt")``).
-    """
-    rows = math.floor(t_end / dt + 1e-9) + 2
-    n_out = max(1, len(model.outputs))
-    nbytes = rows * (model.n * 8 + n_out * 5 * 8)
-    if rows > MAX_OUTPUT_ROWS or nbytes > MAX_RESULT_BYTES:
-        raise ScheduleError(f"{where[0]} = {t_end:.6g} h with {where[1]} = {dt:g} h gives {rows:.3g} output times × "
-                            f"{n_out} outputs (≈ {nbytes / 1e9:.3g} GB); expected at most {MAX_OUTPUT_ROWS:.0e} times "
-                            f"and {MAX_RESULT_BYTES / 1e9:g} GB: raise {where[1]}, end earlier or give fewer doses")
+    """Refuse, before any work, an output grid too long or a result too large (``csfpk.limits``)."""
+    limits.check_size(t_end, dt, model.n, len(model.outputs), where)
 
 
 def _check_tol(rtol, atol):
