@@ -278,7 +278,7 @@ def _subject_covariates(where, sub, covcols):
                                 "(e.g. the baseline) on every record of the subject")
         for line, x in zip(sub.index[given], vals[given]):
             try:
-                body_size(x, col, kind)
+                body_size(float(x), col, kind)
             except ScheduleError as exc:
                 raise ScheduleError(f"{where}, line {line}: {exc}") from None
         out[kind] = float(v[0])
