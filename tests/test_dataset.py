@@ -171,3 +171,42 @@ def test_cli_data(tmp_path, capsys, allometric_erlotinib):
     assert "2 subject(s), 6 records" in out and "CL_L_h" in out
     back = read_dataset(tmp_path / "pred.csv")
     assert back.n_subjects == 2
+
+
+def test_additive_effects_before_multiplicative(tmp_path):
+    """TVCL = (θ + slope·(CrCl − ref)) · (WT/70)^0.75, the usual NONMEM coding, whatever the order in the file."""
+    p = tmp_path / "erlotinib.toml"
+    p.write_text(ERLOTINIB + """
+[covariates.CL]
+weight = { model = "power", coefficient = 0.75, reference = 70, unit = "kg", source = "assumed: Holford 1996" }
+crcl = { model = "linear", coefficient = 0.02, reference = 90, unit = "mL/min", source = "assumed: test" }
+[covariates.V1]
+bsa = { model = "exponential", coefficient = 0.5, reference = 1.8, unit = "m2", source = "assumed: test" }
+""")
+    drug = csfpk.load_drug(p)
+    d = drug.for_subject(weight_kg=35, crcl_mL_min=40, bsa_m2=2.0)
+    assert d.plasma.CL == pytest.approx((drug.plasma.CL + 0.02 * (40 - 90)) * 0.5**0.75, rel=1e-12)
+    assert d.plasma.V1 == pytest.approx(drug.plasma.V1 * np.exp(0.5 * 0.2), rel=1e-12)
+    assert drug.covariates_used == ["bsa_m2", "crcl_mL_min", "weight_kg"]
+
+
+@pytest.mark.parametrize("table, message", [
+    ('[covariates.CL]\nweight = { model = "cubic", coefficient = 1, reference = 70, unit = "kg", source = "x" }',
+     "weight.model = 'cubic' is not allowed; expected one of ('power', 'linear', 'exponential')"),
+    ('[covariates.CL]\nweight = { model = "power", coefficient = 1, reference = 70, unit = "lb", source = "x" }',
+     "weight.unit = 'lb' is not allowed; expected 'kg'"),
+    ('[covariates.CL]\nage = { model = "power", coefficient = 1, reference = 70, unit = "y", source = "x" }',
+     "unknown key(s) ['age']"),
+    ('[covariates.Vmax]\nweight = { model = "power", coefficient = 1, reference = 70, unit = "kg", source = "x" }',
+     "'Vmax' is not a plasma parameter of this drug"),
+    ('[covariates.CL]\nweight = { model = "power", coefficient = 1, reference = 0, unit = "kg", source = "x" }',
+     "weight.reference = 0 is not allowed"),
+    ('[covariates.CL]\nweight = { model = "power", coefficient = 1, reference = 70, unit = "kg", source = "" }',
+     "weight.source = '' must be a non-empty citation"),
+])
+def test_bad_covariate_schema(tmp_path, table, message):
+    p = tmp_path / "erlotinib.toml"
+    p.write_text(ERLOTINIB + "\n" + table + "\n")
+    with pytest.raises(ParameterError) as info:
+        csfpk.load_drug(p)
+    assert message in str(info.value)

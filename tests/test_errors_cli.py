@@ -169,6 +169,9 @@ def test_doses_after_t_end_change_nothing():
     a = csfpk.simulate("erlotinib", long, t_end=96, dt=0.5).amounts
     b = csfpk.simulate("erlotinib", short, t_end=96, dt=0.5).amounts
     np.testing.assert_array_equal(a, b)
+    # and equal the first 96 h of a longer simulation, which expands more doses
+    c = csfpk.simulate("erlotinib", long, t_end=200, dt=0.5).amounts
+    np.testing.assert_allclose(a, c[: len(a)], rtol=1e-12, atol=1e-15)
 
 
 def test_ss_dose_time_shows_steady_state_as_nonmem():
