@@ -256,3 +256,34 @@ def test_subprocess_one_line_and_fast(argv, tmp_path):
                        env=env, timeout=60)
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+SWEEP = """
+schema = "csfpk.sweep/1"
+name = "tiny"
+duration = "3d"
+[populations.default]
+n = 5
+[regimens.a]
+amt = 80
+ii = "24h"
+source = "test"
+{label}
+[[grid]]
+drugs = {drugs}
+regimens = {regimens}
+"""
+
+
+@pytest.mark.parametrize("label, drugs, regimens, message", [
+    ("label = 3", '["osimertinib"]', '["a"]', "label = 3 is not allowed; expected non-empty text"),
+    ("", '["osimertinib"]', '[""]', "regimens entry '' is not allowed; expected the name of a defined regimen"),
+    ("", '[""]', '["a"]', "drugs entry '' is not allowed"),
+    ("", '["osimertinib", ["erlotinib"]]', '["a"]', "drugs entry ['erlotinib'] is not allowed"),
+])
+def test_sweep_label_and_grid_entries(tmp_path, capsys, label, drugs, regimens, message):
+    """Fixed in sweep.py's validation (a blank message and a TypeError before)."""
+    p = tmp_path / "tiny.toml"
+    p.write_text(SWEEP.format(label=label, drugs=drugs, regimens=regimens))
+    with pytest.raises(csfpk.CsfpkError, match=message.replace("[", r"\[").replace("(", r"\(")):
+        csfpk.load_sweep(p)
