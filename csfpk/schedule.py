@@ -106,8 +106,12 @@ def build_timeline(model, regimen: Regimen, grid=None, record_outputs=False):
                 step = float(d[0])
     n_out = n_grid
     doses = []
-    # the last time any output can see: the end of the grid or the last record
-    horizon = max(float(grid[-1]) if n_grid else 0.0, max((r.time for r in regimen.records), default=0.0))
+    # the last time any output can see: the end of the grid or the last record (with no grid and no
+    # record outputs the caller wants the whole regimen: no horizon)
+    if grid is None and not record_outputs:
+        horizon = math.inf
+    else:
+        horizon = max(float(grid[-1]) if n_grid else 0.0, max((r.time for r in regimen.records), default=0.0))
     count = sum(r.doses_until(horizon) for r in regimen.records)
     if count > MAX_TIMELINE_DOSES:
         raise ScheduleError(f"the regimen gives {count:.3g} doses up to t = {horizon:g} h; expected at most "

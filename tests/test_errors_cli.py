@@ -287,3 +287,13 @@ def test_sweep_label_and_grid_entries(tmp_path, capsys, label, drugs, regimens, 
     p.write_text(SWEEP.format(label=label, drugs=drugs, regimens=regimens))
     with pytest.raises(csfpk.CsfpkError, match=message.replace("[", r"\[").replace("(", r"\(")):
         csfpk.load_sweep(p)
+
+
+def test_timeline_without_grid_keeps_every_dose_and_counts_first():
+    from csfpk.schedule import build_timeline
+
+    model = csfpk.build_model(csfpk.load_drug("erlotinib"))
+    tl = build_timeline(model, Regimen.every(amt=150, ii=24, n=4), None)  # the whole regimen, no horizon
+    assert [d[0] for d in tl.doses] == [0.0, 24.0, 48.0, 72.0]
+    with pytest.raises(ScheduleError, match=r"the regimen gives 9.22e\+18 doses up to t = inf h; expected at most"):
+        build_timeline(model, Regimen.every(amt=150, ii=24, n=2**63 - 1), None)
