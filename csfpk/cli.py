@@ -89,8 +89,12 @@ def _parser():
 
     _add_bench(sub)
 
-    v = sub.add_parser("validate", help="load and check every parameter file",
-                       epilog="example:\n  csfpk validate", formatter_class=argparse.RawDescriptionHelpFormatter)
+    v = sub.add_parser("validate", help="load and check every parameter file, or the files given",
+                       epilog="examples:\n  csfpk validate\n  csfpk validate trial.csv my_drug.toml",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    v.add_argument("files", nargs="*", metavar="FILE",
+                   help="check these files instead: a drug, regimen, sweep or physiology TOML (by its schema), a "
+                        "dataset CSV (with an ID column) or a one-subject regimen CSV")
     v.set_defaults(func=_cmd_validate)
     return p
 
@@ -359,12 +363,15 @@ def _simulate_data(args, drug, subject, csv_path, plot_path):
 
     given = [f for f, v in (("--amt", args.amt), ("--ii", args.ii), ("--n", args.n), ("--route", args.route),
                             ("--duration", args.duration), ("--ss", args.ss), ("--label-dose", args.label_dose),
-                            ("--regimen", args.regimen), ("--t-end", args.t_end), ("--plot", plot_path))
+                            ("--regimen", args.regimen), ("--t-end", args.t_end))
              if v not in (None, False)]
     given += [f"--{k.split('_')[0]}" for k in subject]
     if given:
         raise CsfpkError(f"--data and {', '.join(given)} conflict: a dataset brings its own doses, times and "
                          "covariates (drop those flags)")
+    if plot_path:
+        raise CsfpkError("--plot is not available with --data (predictions are at the dataset's records, not on a "
+                         "grid); write --csv and plot observed against predicted from it")
     data = read_dataset(args.data)
     table = simulate_dataset(drug, data, csf_layout=args.layout, method=args.method)
     if csv_path:
@@ -376,7 +383,53 @@ def _simulate_data(args, drug, subject, csv_path, plot_path):
     return 0
 
 
+def _validate_file(path):
+    """Load one user file with the reader its content calls for; return what it is."""
+    if str(path).lower().endswith(".csv"):
+        from .regimen import Regimen, columns, read_table
+
+        if "id" in columns(read_table(path), str(path)):
+            from .dataset import read_dataset
+
+            data = read_dataset(path)
+            return f"dataset, {data.n_subjects} subject(s), {len(data.table)} records"
+        return f"regimen CSV, {Regimen.from_csv(path).n_doses} dose(s)"
+    import tomllib
+
+    try:
+        with open(path, "rb") as fh:
+            schema = tomllib.load(fh).get("schema")
+    except OSError as exc:
+        raise CsfpkError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    except UnicodeDecodeError:
+        raise CsfpkError(f"{path}: not UTF-8 text; TOML files must be saved as UTF-8") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise CsfpkError(f"{path}: not valid TOML ({exc})") from None
+    if schema == "csfpk.drug/1":
+        from .drug import load_drug
+
+        return f"drug {load_drug(path).name}"
+    if schema == "csfpk.regimen/1":
+        from .protocols import load_regimen
+
+        return f"regimen for {load_regimen(path).drug}"
+    if schema == "csfpk.sweep/1":
+        from .sweep import load_sweep
+
+        return f"sweep, {len(load_sweep(path).scenarios)} scenario(s)"
+    if schema == "csfpk.physiology/1":
+        from .physiology import load_physiology
+
+        return f"physiology {load_physiology(path).name}"
+    raise CsfpkError(f"{path}: schema = {schema!r}; expected 'csfpk.drug/1', 'csfpk.regimen/1', 'csfpk.sweep/1' or "
+                     "'csfpk.physiology/1', or a .csv dataset")
+
+
 def _cmd_validate(args):
+    if args.files:
+        done = [f"{f}: {_validate_file(f)}" for f in args.files]
+        print("\n".join(f"ok: {d}" for d in done))
+        return 0
     from .drug import list_drugs, load_drug
     from .myelosuppression import load_myelosuppression
     from .paths import params_dir

@@ -297,3 +297,26 @@ def test_timeline_without_grid_keeps_every_dose_and_counts_first():
     assert [d[0] for d in tl.doses] == [0.0, 24.0, 48.0, 72.0]
     with pytest.raises(ScheduleError, match=r"the regimen gives 9.22e\+18 doses up to t = inf h; expected at most"):
         build_timeline(model, Regimen.every(amt=150, ii=24, n=2**63 - 1), None)
+
+
+def test_validate_user_files(tmp_path, capsys):
+    data = tmp_path / "trial.csv"
+    data.write_text("ID,TIME,AMT,DV\n1,0,100,.\n1,2,0,3.1\n2,0,100,.\n")
+    doses = tmp_path / "doses.csv"
+    doses.write_text("TIME,AMT,II,ADDL\n0,150,24,27\n")
+    rc, out, _ = run_cli(["validate", str(data), str(doses), str(REGIMEN_TOML)], capsys)
+    assert rc == 0
+    assert out.splitlines() == [f"ok: {data}: dataset, 2 subject(s), 3 records", f"ok: {doses}: regimen CSV, 28 dose(s)",
+                                f"ok: {REGIMEN_TOML}: regimen for methotrexate"]
+    bad = tmp_path / "x.toml"
+    bad.write_text("x = 1\n")
+    rc, out, err = run_cli(["validate", str(data), str(bad)], capsys)
+    assert rc == 2 and out == "" and err.strip().endswith("schema = None; expected 'csfpk.drug/1', 'csfpk.regimen/1', "
+                                                         "'csfpk.sweep/1' or 'csfpk.physiology/1', or a .csv dataset")
+
+
+def test_data_with_plot_refused_before_work(tmp_path, capsys):
+    data = tmp_path / "trial.csv"
+    data.write_text("ID,TIME,AMT\n1,0,100\n")
+    rc, out, err = run_cli(["simulate", "erlotinib", "--data", str(data), "--plot", str(tmp_path / "p.png")], capsys)
+    assert rc == 2 and "--plot is not available with --data" in err and not (tmp_path / "p.png").exists()
