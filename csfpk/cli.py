@@ -154,7 +154,7 @@ def _cmd_simulate(args):
     subject = _subject(args)
     if args.data:
         return _simulate_data(args, drug, subject, csv_path, plot_path)
-    regimen, describe = _regimen(args, drug)
+    regimen, describe = _regimen(args, drug, subject)
     dt = _positive_hours(args.dt, "--dt")
     last = regimen.end
     t_end = last + 168.0 if args.t_end is None else _positive_hours(args.t_end, "--t-end")
@@ -163,15 +163,16 @@ def _cmd_simulate(args):
         raise CsfpkError(f"--t-end {args.t_end} ({t_end:g} h) ends before the last dose at {last:g} h; expected "
                          f"--t-end >= {last:g} h{fewer}")
     check_size(t_end, dt, where=("--t-end", "--dt"))  # from the numbers alone, before numba is imported
+    tau = _summary_interval(regimen)
+    window = (last, min(t_end, last + tau)) if tau else (last, t_end)
+    if window[1] - window[0] > 0 and dt > (window[1] - window[0]) / 10:
+        raise CsfpkError(f"--dt {args.dt} ({dt:g} h) is too coarse for the summary window "
+                         f"{window[0]:g}–{window[1]:g} h "
+                         f"(fewer than 10 output times); expected --dt <= {(window[1] - window[0]) / 10:g} h")
     from .simulation import as_model, simulate
 
     model = as_model(drug.for_subject(**subject), csf_layout=args.layout)
     check_size(t_end, dt, model.n, len(model.outputs), where=("--t-end", "--dt"))
-    tau = _summary_interval(regimen)
-    window = (last, min(t_end, last + tau)) if tau else (last, t_end)
-    if window[1] - window[0] > 0 and dt > (window[1] - window[0]) / 10:
-        raise CsfpkError(f"--dt {args.dt} ({dt:g} h) is too coarse for the summary window {window[0]:g}–{window[1]:g} h "
-                         f"(fewer than 10 output times); expected --dt <= {(window[1] - window[0]) / 10:g} h")
     routes = {r.cmt for r in regimen.records if r.is_dose}
     notes = []
     if args.layout == "single" and routes & {"it_lumbar", "it_ventricular"}:
@@ -284,7 +285,7 @@ def _subject(args):
     return out
 
 
-def _regimen(args, drug):
+def _regimen(args, drug, sub):
     """The regimen from --amt/--ii/..., --label-dose or --regimen, refusing conflicting flags."""
     from .regimen import Regimen
 
@@ -307,7 +308,6 @@ def _regimen(args, drug):
         raise CsfpkError("give the dose: --amt (and --ii when --n > 1), --label-dose, --regimen FILE or --data FILE")
     if (n > 1 or args.ss) and args.ii is None:
         raise CsfpkError(f"--ii is missing; {'--ss' if args.ss else f'--n {n}'} needs a dosing interval")
-    sub = _subject(args)
     names = {"bsa_m2": "--bsa (or --weight and --height)", "weight_kg": "--weight", "ii": "--ii",
              "duration": "--duration"}
     amt = _number_or_text(args.amt)

@@ -322,7 +322,8 @@ class Regimen:
             raise ScheduleError(unknown_columns(where, extra, FIELDS + ("id",), hint))
         if "id" in cols and df[cols["id"]].nunique(dropna=False) > 1:
             ids = list(dict.fromkeys(df[cols["id"]].tolist()))
-            raise ScheduleError(f"{where}: column {cols['id']!r} holds {len(ids)} subjects ({', '.join(map(str, ids[:5]))}{', …' if len(ids) > 5 else ''}); a Regimen is "
+            shown = ", ".join(map(str, ids[:5])) + (", …" if len(ids) > 5 else "")
+            raise ScheduleError(f"{where}: column {cols['id']!r} holds {len(ids)} subjects ({shown}); a Regimen is "
                                 "one subject: read the file with csfpk.read_dataset (or 'csfpk simulate DRUG --data "
                                 "FILE')")
         return cls(tuple(records(df, cols, where)))
