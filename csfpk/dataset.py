@@ -133,55 +133,63 @@ def read_dataset(path):
                 raise ScheduleError(f"{where}: columns {covcols[kind]!r} and {col!r} both give {kind}; keep one")
             covcols[kind] = col
 
-    # subjects: contiguous blocks of one ID each
-    ids = df[cols["id"]].astype(str).str.strip()
-    if (ids.isin(("", "."))).any():
-        line = ids.index[ids.isin(("", "."))][0]
-        raise ScheduleError(f"{where}, line {line}: ID is missing; expected the subject's identifier")
-    block = (ids != ids.shift()).cumsum()
-    first_block = {}
-    for i, b in zip(ids, block):
-        first_block.setdefault(i, b)
-        if first_block[i] != b:
-            line = ids.index[(ids == i) & (block == b)][0]
-            raise ScheduleError(f"{where}, line {line}: ID {i} appears again after other subjects' records; keep each "
-                                "subject's records together (NONMEM would read it as a new subject)")
+    # subjects: contiguous blocks of one ID each (plain lists: pandas per subject is slow)
+    lines = list(df.index)
+    text = {c: [str(v) for v in df[c].tolist()] for c in df.columns}
+    ids = [v.strip() for v in text[cols["id"]]]
+    blocks, seen = [], {}
+    for j, i in enumerate(ids):
+        if i in ("", "."):
+            raise ScheduleError(f"{where}, line {lines[j]}: ID is missing; expected the subject's identifier")
+        if j == 0 or i != ids[j - 1]:
+            if i in seen:
+                raise ScheduleError(f"{where}, line {lines[j]}: ID {i} appears again after other subjects' records; "
+                                    "keep each subject's records together (NONMEM would read it as a new subject)")
+            seen[i] = len(blocks)
+            blocks.append([i, j, j + 1])
+        else:
+            blocks[-1][2] = j + 1
 
-    out_rows = []
+    columns_out = {name: [] for name in NONMEM_ORDER}
+    others = [col for key, col in cols.items() if key not in set(FIELDS) | {"id", "dv", "mdv"}]
+    columns_out.update({col: [] for col in others})
     subjects = []
-    for sid in dict.fromkeys(ids.tolist()):
-        sub = df[ids == sid]
-        recs = records(sub, cols, where, lines=sub.index)
-        cov = _subject_covariates(where, sub, covcols)
+    for sid, a, b in blocks:
+        sub = {c: v[a:b] for c, v in text.items()}
+        sub_lines = lines[a:b]
+        recs = records(sub, cols, where, lines=sub_lines)
+        cov = _subject_covariates(where, sid, sub_lines, sub, covcols)
         the_id = _id_value(sid)
-        rows = pd.DataFrame({"ID": the_id}, index=sub.index)
-        for f in FIELDS:
-            rows[f.upper()] = [getattr(rec, f) for rec in recs]
-        dv = _numbers(where, sub, cols.get("dv"), "DV")
-        rows["DV"] = dv
+        evid = np.array([r.evid for r in recs])
+        dv = _numbers(where, sub_lines, sub.get(cols.get("dv")), "DV")
         if "mdv" in cols:
-            mdv = _numbers(where, sub, cols["mdv"], "MDV")
+            mdv = _numbers(where, sub_lines, sub[cols["mdv"]], "MDV")
             bad = ~np.isin(np.nan_to_num(mdv, nan=-1), (0, 1))
             if bad.any():
-                line = sub.index[bad][0]
-                raise ScheduleError(f"{where}, line {line}: MDV = {sub[cols['mdv']][line]!r} is not allowed; "
-                                    "expected 0 or 1")
-            rows["MDV"] = mdv.astype(int)
+                k = int(np.flatnonzero(bad)[0])
+                raise ScheduleError(f"{where}, line {sub_lines[k]}: MDV = {sub[cols['mdv']][k].strip()!r} is not "
+                                    "allowed; expected 0 or 1")
+            mdv = mdv.astype(int)
         else:
-            rows["MDV"] = ((rows.EVID != 0) | np.isnan(dv)).astype(int)
-        obs_missing = (rows.EVID == 0) & (rows.MDV == 0) & np.isnan(dv)
-        if obs_missing.any():
-            line = rows.index[obs_missing][0]
-            raise ScheduleError(f"{where}, line {line}: DV is missing on an observation record (EVID 0, MDV 0); "
-                                "give DV or set MDV = 1")
-        for key, col in cols.items():
-            if key not in set(FIELDS) | {"id", "dv", "mdv"}:
-                rows[col] = sub[col].values if key not in COVARIATE_COLUMNS else \
-                    _numbers(where, sub, col, col)
-        out_rows.append(rows)
-        subjects.append(Subject(the_id, Regimen(tuple(recs), name=f"ID {sid}"), cov, rows))
-    table = pd.concat(out_rows)
-    return Dataset(table=table, subjects=tuple(subjects), where=where)
+            mdv = ((evid != 0) | np.isnan(dv)).astype(int)
+        missing = (evid == 0) & (mdv == 0) & np.isnan(dv)
+        if missing.any():
+            raise ScheduleError(f"{where}, line {sub_lines[int(np.flatnonzero(missing)[0])]}: DV is missing on an "
+                                "observation record (EVID 0, MDV 0); give DV or set MDV = 1")
+        columns_out["ID"] += [the_id] * (b - a)
+        for f in FIELDS:
+            columns_out[f.upper()] += [getattr(r, f) for r in recs]
+        columns_out["DV"] += dv.tolist()
+        columns_out["MDV"] += mdv.tolist()
+        for col in others:
+            key = col.strip().lower()
+            columns_out[col] += (_numbers(where, sub_lines, sub[col], col).tolist() if key in COVARIATE_COLUMNS
+                                 else sub[col])
+        subjects.append(Subject(the_id, Regimen(tuple(recs), name=f"ID {sid}"), cov,
+                                slice(len(columns_out["ID"]) - (b - a), len(columns_out["ID"]))))
+    table = pd.DataFrame(columns_out, index=lines)
+    subjects = tuple(Subject(s.id, s.regimen, s.covariates, table.iloc[s.rows]) for s in subjects)
+    return Dataset(table=table, subjects=subjects, where=where)
 
 
 def simulate_dataset(drug, data, *, csf_layout="single", physiology=None, method="auto"):
@@ -203,31 +211,29 @@ def simulate_dataset(drug, data, *, csf_layout="single", physiology=None, method
     Named ``simulate_dataset`` (not mrgsolve's ``data_set``) because it says what goes in and that it
     runs the simulation, beside ``simulate`` for one regimen.
     """
-    import pandas as pd
-
     from .simulation import as_model, solve
     from .units import mg_per_L_to_nM
 
     drug = load_drug(drug) if isinstance(drug, str) else drug
     data = data if isinstance(data, Dataset) else read_dataset(data)
-    blocks = []
+    preds, names, mw = [], None, None
     for s in data.subjects:
         try:
             model = as_model(drug.for_subject(**s.covariates), csf_layout=csf_layout, physiology=physiology)
             amounts, _, _ = solve(model, s.regimen, np.array([]), method=method, record_outputs=True)
         except ScheduleError as exc:
             raise ScheduleError(f"{data.where}: ID {s.id}: {exc}") from None
-        for name, (idx, vol, scale) in model.outputs.items():
-            conc = scale * amounts[:, idx] / vol
-            b = s.rows.copy()
-            b["compartment"] = name
-            b["conc_mg_L"] = conc
-            b["conc_nM"] = mg_per_L_to_nM(conc, model.molecular_weight)
-            b["conc_ng_mL"] = conc * 1e3
-            blocks.append(b)
-    out = pd.concat(blocks)
-    out["_line"] = out.index
-    out = out.sort_values(["_line", "compartment"], kind="stable").drop(columns="_line").reset_index(drop=True)
+        names, mw = sorted(model.outputs), model.molecular_weight
+        preds.append(np.column_stack([model.outputs[k][2] * amounts[:, model.outputs[k][0]] / model.outputs[k][1]
+                                      for k in names]))
+    # one frame built once: record rows (in file order, as data.table) × compartments (sorted)
+    conc = np.vstack(preds).ravel()
+    base = data.table.reset_index(drop=True)
+    out = base.iloc[np.repeat(np.arange(len(base)), len(names))].reset_index(drop=True)
+    out["compartment"] = np.tile(np.array(names, dtype=object), len(base))
+    out["conc_mg_L"] = conc
+    out["conc_nM"] = mg_per_L_to_nM(conc, mw)
+    out["conc_ng_mL"] = conc * 1e3
     return out
 
 
@@ -262,25 +268,24 @@ def write_dataset(table, path):
     return path
 
 
-def _subject_covariates(where, sub, covcols):
+def _subject_covariates(where, sid, lines, sub, covcols):
     out = {}
     for kind, col in covcols.items():
-        vals = _numbers(where, sub, col, col)
+        vals = _numbers(where, lines, sub[col], col)
         given = ~np.isnan(vals)
         if not given.any():
             continue
         v = vals[given]
         changed = np.flatnonzero(given & (vals != v[0]))
         if changed.size:
-            line, change = sub.index[changed[0]], vals[changed[0]]
-            raise ScheduleError(f"{where}, line {line}: {col} changes within ID {sub.iloc[0, 0]} ({v[0]:g} → "
+            line, change = lines[changed[0]], vals[changed[0]]
+            raise ScheduleError(f"{where}, line {line}: {col} changes within ID {sid} ({v[0]:g} → "
                                 f"{change:g}); csfpk holds one covariate value per subject: give the value to use "
                                 "(e.g. the baseline) on every record of the subject")
-        for line, x in zip(sub.index[given], vals[given]):
-            try:
-                body_size(float(x), col, kind)
-            except ScheduleError as exc:
-                raise ScheduleError(f"{where}, line {line}: {exc}") from None
+        try:
+            body_size(float(v[0]), col, kind)
+        except ScheduleError as exc:
+            raise ScheduleError(f"{where}, line {lines[int(np.flatnonzero(given)[0])]}: {exc}") from None
         out[kind] = float(v[0])
     if "bsa_m2" not in out and "weight_kg" in out and "height_cm" in out:
         out["bsa_m2"] = bsa_du_bois(out["weight_kg"], out["height_cm"])
@@ -288,13 +293,13 @@ def _subject_covariates(where, sub, covcols):
     return out
 
 
-def _numbers(where, sub, col, name):
-    """A numeric column of text cells as float64, "." and "" as NaN; text is refused with its line."""
-    if col is None:
-        return np.full(len(sub), np.nan)
-    out = np.empty(len(sub))
-    for j, (line, text) in enumerate(zip(sub.index, sub[col].astype(str))):
-        t = text.strip()
+def _numbers(where, lines, cells, name):
+    """Numeric cells (text) as float64, "." and "" as NaN; text is refused with its line."""
+    if cells is None:
+        return np.full(len(lines), np.nan)
+    out = np.empty(len(lines))
+    for j, (line, text) in enumerate(zip(lines, cells)):
+        t = str(text).strip()
         if t in ("", "."):
             out[j] = np.nan
             continue

@@ -408,13 +408,15 @@ def cell_number(where, line, name, text, default=0.0):
 def records(df, cols, where, lines=None):
     """Records of the rows of ``df`` (text cells) in file order, each checked; time must not decrease.
 
-    ``lines`` gives each row's line number in the file (default: row position + 2, after the header).
+    ``df`` is a DataFrame or a ``{column: list of cells}`` mapping. ``lines`` gives each row's line
+    number in the file (default: row position + 2, after the header).
     """
     out = []
     prev = -math.inf
     names = [f for f in FIELDS if f in cols]
-    data = [df[cols[f]].tolist() for f in names]
-    lines = range(2, len(df) + 2) if lines is None else lines
+    data = [list(df[cols[f]]) for f in names]
+    times = data[names.index("time")]
+    lines = range(2, len(times) + 2) if lines is None else lines
     for j, line in enumerate(lines):
         val = {}
         for f, colvals in zip(names, data):
@@ -426,7 +428,7 @@ def records(df, cols, where, lines=None):
                 val["cmt"] = cell_number(where, line, f, t) if _is_number(t) else t
             else:
                 val[f] = cell_number(where, line, f, text)
-        if "time" not in val or str(df[cols["time"]].iloc[j]).strip() in _BLANK:
+        if "time" not in val or str(times[j]).strip() in _BLANK:
             raise ScheduleError(f"{where}, line {line}: TIME is missing; expected a time >= 0 h")
         val.setdefault("evid", 1 if val.get("amt", 0) > 0 else 0)
         val.setdefault("cmt", "oral")
