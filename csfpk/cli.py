@@ -57,7 +57,7 @@ def _parser():
                                  "--height), '10 mg/kg' (needs --weight)")
     g.add_argument("--ii", help="dosing interval: hours or '24h', '1 day', 'q12h', 'qd', 'bid', 'tid', 'qw'")
     g.add_argument("--n", help="number of doses (default 1)")
-    g.add_argument("--route", help="oral, iv, it_lumbar or it_ventricular (default oral)")
+    g.add_argument("--route", choices=("oral", "iv", "it_lumbar", "it_ventricular"), help="default oral")
     g.add_argument("--duration", help="infusion duration ('30min', '2h'); default: bolus")
     g.add_argument("--ss", action="store_true", help="start at steady state (NONMEM SS=1; needs --ii)")
     g.add_argument("--label-dose", action="store_true", help="use the drug file's labelled amt, ii and route")
@@ -173,6 +173,10 @@ def _cmd_simulate(args):
 
     model = as_model(drug.for_subject(**subject), csf_layout=args.layout)
     check_size(t_end, dt, model.n, len(model.outputs), where=("--t-end", "--dt"))
+    if not model.linear and any(r.ss for r in regimen.records):
+        what = "--ss needs" if args.ss else f"steady-state (SS) records in --regimen {args.regimen} need"
+        raise CsfpkError(f"{what} a linear model; {drug.name} has saturable or time-dependent clearance: simulate the "
+                         "dosing history instead")
     routes = {r.cmt for r in regimen.records if r.is_dose}
     notes = []
     if args.layout == "single" and routes & {"it_lumbar", "it_ventricular"}:

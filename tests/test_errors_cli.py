@@ -127,6 +127,10 @@ CASES = [
      "--ii = '3 fortnights' is not a duration"),
     ("bad_infusion_duration", lambda t: ERLO + ["--amt", "150", "--route", "iv", "--duration=-2h"],
      "--duration = '-2h' is not a duration"),
+    ("route_not_a_route", lambda t: ERLO + ["--amt", "150", "--route", "brain"],
+     "argument --route: invalid choice: 'brain'"),
+    ("ss_on_nonlinear_drug", lambda t: ["simulate", "lorlatinib", "--amt", "100", "--ii", "24", "--n", "2", "--ss"],
+     "--ss needs a linear model; lorlatinib has saturable or time-dependent clearance"),
     ("unknown_flag", lambda t: ERLO + ["--amt", "150", "--rtae", "5"], "unrecognized arguments: --rtae 5"),
 ]
 
