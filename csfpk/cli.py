@@ -19,9 +19,9 @@ EPILOG_MAIN = """examples:
 """
 EPILOG_SIMULATE = """examples:
   csfpk simulate erlotinib --amt 150 --ii 24h --n 28 --out runs/erlotinib
-  csfpk simulate erlotinib --amt 150 --ii qd --n 28 --ss --t-end 1d
+  csfpk simulate erlotinib --amt 150 --ii qd --ss --t-end 1d
   csfpk simulate pemetrexed --amt "500 mg/m2" --weight 70 --height 175 --crcl 60 --route iv --duration 10min
-  csfpk simulate methotrexate --regimen it_mtx_seed --layout regional --t-end 8w
+  csfpk simulate methotrexate --regimen it_mtx_seed --layout regional --dt 15min
   csfpk simulate pemetrexed --data trial.csv --csv trial_pred.csv
   csfpk simulate erlotinib --amt 1500 --ii 7d --n 4 --t-end 4w --csv pulse.csv --plot pulse.svg
   csfpk simulate lorlatinib --label-dose --n 14 --plot lorlatinib.png --linear

@@ -324,3 +324,17 @@ def test_data_with_plot_refused_before_work(tmp_path, capsys):
     data.write_text("ID,TIME,AMT\n1,0,100\n")
     rc, out, err = run_cli(["simulate", "erlotinib", "--data", str(data), "--plot", str(tmp_path / "p.png")], capsys)
     assert rc == 2 and "--plot is not available with --data" in err and not (tmp_path / "p.png").exists()
+
+
+def test_every_help_example_runs(tmp_path, capsys, monkeypatch):
+    import shlex
+
+    from csfpk.cli import EPILOG_SIMULATE
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "trial.csv").write_text("ID,TIME,AMT,CMT,RATE,DV,CRCL\n1,0,500,2,3000,.,90\n1,2,0,2,0,25,90\n")
+    examples = [shlex.split(line.strip())[1:] for line in EPILOG_SIMULATE.splitlines() if line.strip().startswith("csfpk")]
+    assert len(examples) >= 7
+    for argv in examples:
+        rc, out, err = run_cli(argv, capsys)
+        assert rc == 0 and err == "", (argv, err)
