@@ -171,7 +171,8 @@ def _cmd_simulate(args):
                          f"(fewer than 10 output times); expected --dt <= {(window[1] - window[0]) / 10:g} h")
     from .simulation import as_model, simulate
 
-    model = as_model(drug.for_subject(**subject), csf_layout=args.layout)
+    model_drug = drug.for_subject(**subject)
+    model = as_model(model_drug, csf_layout=args.layout)
     check_size(t_end, dt, model.n, len(model.outputs), where=("--t-end", "--dt"))
     if not model.linear and any(r.ss for r in regimen.records):
         what = "--ss needs" if args.ss else f"steady-state (SS) records in --regimen {args.regimen} need"
@@ -201,6 +202,19 @@ def _cmd_simulate(args):
     summary = win.groupby("compartment").conc_nM.agg(["min", "mean", "max"]).round(3)
     kind = "the last dosing interval" if tau else "the time after the last dose"
     print(f"{drug.name}: {describe}; {len(res.doses)} dose(s) given, method {res.method}")
+    if subject:
+        shown = {"weight_kg": ("weight", "kg"), "bsa_m2": ("BSA", "m2"), "crcl_mL_min": ("CrCl", "mL/min")}
+        parts = [f"{shown[k][0]} {v:.4g} {shown[k][1]}" for k, v in subject.items()]
+        if args.height and not args.bsa and "bsa_m2" in subject:
+            parts[list(subject).index("bsa_m2")] += " (Du Bois, from --weight and --height)"
+        from .drug import PLASMA_SPECS
+
+        changed = [f"{k} {getattr(model_drug.plasma, k):.4g} {PLASMA_SPECS[k].unit} (file: "
+                   f"{getattr(drug.plasma, k):.4g})"
+                   for k in drug.covariates if getattr(model_drug.plasma, k) != getattr(drug.plasma, k)]
+        used = (f"; covariate models give {', '.join(changed)}" if changed else
+                "; no covariate model of the drug file uses them")
+        print(f"subject: {', '.join(parts)}{used}")
     for note in notes:
         print(note)
     print(f"concentrations over {kind} ({window[0]:g}–{window[1]:g} h), nM (min = trough, mean = Cavg, max = peak):")

@@ -338,3 +338,14 @@ def test_every_help_example_runs(tmp_path, capsys, monkeypatch):
     for argv in examples:
         rc, out, err = run_cli(argv, capsys)
         assert rc == 0 and err == "", (argv, err)
+
+
+def test_subject_covariates_reported(capsys):
+    rc, out, _ = run_cli(["simulate", "pemetrexed", "--amt", "500 mg/m2", "--weight", "70", "--height", "175",
+                          "--crcl", "45", "--route", "iv", "--duration", "10min"], capsys)
+    assert rc == 0
+    assert ("subject: weight 70 kg, CrCl 45 mL/min, BSA 1.848 m2 (Du Bois, from --weight and --height); covariate "
+            "models give CL 4.182 L/h (file: 5.496)") in out
+    assert "pemetrexed: 924.07" in out  # 500 mg/m2 × 1.848 m2
+    rc, out, _ = run_cli(["simulate", "erlotinib", "--amt", "150", "--weight", "90"], capsys)
+    assert "subject: weight 90 kg; no covariate model of the drug file uses them" in out
