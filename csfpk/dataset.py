@@ -16,9 +16,11 @@ ignored (an infusion silently read as a bolus is worse than an error).
 Each subject is simulated with its own records and with the drug's covariate models
 (``[covariates]`` of the drug file, ``Drug.for_subject``) evaluated at its covariates. BSA missing
 but weight and height given: Du Bois & Du Bois 1916 (``csfpk.drug.bsa_du_bois``). A covariate
-absent from the dataset leaves the drug file's reference value. Covariates must be constant
-within a subject: csfpk's kernels hold one parameter set per subject, so a time-varying value is
-refused with the line where it changes rather than silently averaged.
+absent from the dataset leaves the drug file's reference value. Time-varying covariates are
+carried forward from the record that gives them (LOCF, as mrgsolve and rxode2 do; NONMEM applies
+a record's value over the interval ending at it, so put the new value on the first record after the
+change to get NONMEM's result); each stretch of constant covariates is an exact run of its own,
+chained by the state (linear models; ``_solve_segments``).
 
 Predictions are NONMEM's table values: at each record, the state after the record is processed
 (``csfpk.solve(..., record_outputs=True)``), so DV and the prediction stand side by side.
@@ -38,7 +40,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .drug import bsa_du_bois, load_drug
-from .errors import ScheduleError
+from .errors import ParameterError, ScheduleError, SolverError
 from .regimen import FIELDS, Regimen, columns, read_table, records, unknown_columns
 from .units import body_size
 
@@ -57,8 +59,9 @@ class Subject:
 
     id: object
     regimen: Regimen
-    covariates: dict  # weight_kg, bsa_m2, crcl_mL_min as given (or derived), absent keys not given
+    covariates: dict  # weight_kg, bsa_m2, crcl_mL_min at the first record (given or derived)
     rows: object  # pandas DataFrame: the subject's rows in NONMEM columns
+    segments: tuple = ()  # ((first record index, covariates), ...) when covariates change over time
 
 
 @dataclass(frozen=True, eq=False)
@@ -78,7 +81,8 @@ class Dataset:
         return len(self.subjects)
 
     def summary(self, drug):
-        """One row per subject: ID, records, doses, observations, covariates and the parameters they give."""
+        """One row per subject: ID, records, doses, observations, number of covariate changes, and the
+        covariates at the first record with the parameters they give."""
         import pandas as pd
 
         drug = load_drug(drug) if isinstance(drug, str) else drug
@@ -86,7 +90,8 @@ class Dataset:
         for s in self.subjects:
             d = drug.for_subject(**s.covariates)
             obs = s.rows[(s.rows.EVID == 0) & (s.rows.MDV == 0)]
-            row = {"ID": s.id, "records": len(s.rows), "doses": s.regimen.n_doses, "observations": len(obs)}
+            row = {"ID": s.id, "records": len(s.rows), "doses": s.regimen.n_doses, "observations": len(obs),
+                   "covariate_changes": max(len(s.segments) - 1, 0)}
             for key, label in (("weight_kg", "WT_kg"), ("bsa_m2", "BSA_m2"), ("crcl_mL_min", "CRCL_mL_min")):
                 row[label] = round(s.covariates[key], 3) if key in s.covariates else "-"
             for k in drug.covariates:
@@ -158,7 +163,8 @@ def read_dataset(path):
         sub = {c: v[a:b] for c, v in text.items()}
         sub_lines = lines[a:b]
         recs = records(sub, cols, where, lines=sub_lines)
-        cov = _subject_covariates(where, sid, sub_lines, sub, covcols)
+        segments = _subject_covariates(where, sid, sub_lines, sub, covcols)
+        cov = segments[0][1]
         the_id = _id_value(sid)
         evid = np.array([r.evid for r in recs])
         dv = _numbers(where, sub_lines, sub.get(cols.get("dv")), "DV")
@@ -186,9 +192,10 @@ def read_dataset(path):
             columns_out[col] += (_numbers(where, sub_lines, sub[col], col).tolist() if key in COVARIATE_COLUMNS
                                  else sub[col])
         subjects.append(Subject(the_id, Regimen(tuple(recs), name=f"ID {sid}"), cov,
-                                slice(len(columns_out["ID"]) - (b - a), len(columns_out["ID"]))))
+                                slice(len(columns_out["ID"]) - (b - a), len(columns_out["ID"])),
+                                tuple(segments) if len(segments) > 1 else ()))
     table = pd.DataFrame(columns_out, index=lines)
-    subjects = tuple(Subject(s.id, s.regimen, s.covariates, table.iloc[s.rows]) for s in subjects)
+    subjects = tuple(Subject(s.id, s.regimen, s.covariates, table.iloc[s.rows], s.segments) for s in subjects)
     return Dataset(table=table, subjects=subjects, where=where)
 
 
@@ -220,12 +227,20 @@ def simulate_dataset(drug, data, *, csf_layout="single", physiology=None, method
     for s in data.subjects:
         try:
             model = as_model(drug.for_subject(**s.covariates), csf_layout=csf_layout, physiology=physiology)
-            amounts, _, _ = solve(model, s.regimen, np.array([]), method=method, record_outputs=True)
-        except ScheduleError as exc:
-            raise ScheduleError(f"{data.where}: ID {s.id}: {exc}") from None
+            if s.segments:
+                amounts, parts = _solve_segments(drug, s, model, csf_layout, physiology, method)
+            else:
+                amounts, _, _ = solve(model, s.regimen, np.array([]), method=method, record_outputs=True)
+                parts = [(0, len(amounts), model)]
+        except (ScheduleError, ParameterError) as exc:
+            raise type(exc)(f"{data.where}: ID {s.id}: {exc}") from None
         names, mw = sorted(model.outputs), model.molecular_weight
-        preds.append(np.column_stack([model.outputs[k][2] * amounts[:, model.outputs[k][0]] / model.outputs[k][1]
-                                      for k in names]))
+        conc = np.empty((len(amounts), len(names)))
+        for j0, j1, m in parts:  # each segment's own volumes (a covariate on V changes C at once)
+            for o, k in enumerate(names):
+                idx, vol, scale = m.outputs[k]
+                conc[j0:j1, o] = scale * amounts[j0:j1, idx] / vol
+        preds.append(conc)
     # one frame built once: record rows (in file order, as data.table) × compartments (sorted)
     conc = np.vstack(preds).ravel()
     base = data.table.reset_index(drop=True)
@@ -235,6 +250,70 @@ def simulate_dataset(drug, data, *, csf_layout="single", physiology=None, method
     out["conc_nM"] = mg_per_L_to_nM(conc, mw)
     out["conc_ng_mL"] = conc * 1e3
     return out
+
+
+def _solve_segments(drug, subject, model0, csf_layout, physiology, method):
+    """Record outputs (amounts, [(j0, j1, model)]) of a subject whose covariates change: one exact run
+    per segment, chained.
+
+    Segment k (records j0 … j1−1, covariates c_k) runs the whole regimen's timeline for the model
+    of c_k, cut just after the state at t_j0 (a grid sample before the records at t_j0), and starts
+    from the state and running infusion rates the previous segment reached there (a reset, then
+    those amounts as boluses and those rates as rate changes). Exact for linear models: between
+    events x(t) = exp(K_k·(t − t_j0))·x(t_j0) + …, with K_k the rate matrix of c_k.
+    """
+    from . import schedule
+    from ._kernels import exact
+    from .simulation import as_model, choose_method
+
+    if choose_method(model0, method) != "exact":
+        raise ScheduleError("covariates that change within a subject need a linear model and method 'exact' "
+                            f"({model0.name} is nonlinear or method = {method!r})")
+    recs = subject.regimen.records
+    times = [r.time for r in recs]
+    n_rec = len(recs)
+    out = np.zeros((n_rec, model0.n))
+    parts = []
+    x = np.zeros(model0.n)
+    r = np.zeros(model0.n)
+    segs = list(subject.segments)
+    for k, (j0, cov) in enumerate(segs):
+        j1 = segs[k + 1][0] if k + 1 < len(segs) else n_rec
+        t0, t1 = times[j0], times[j1] if j1 < n_rec else times[-1]
+        model = as_model(drug.for_subject(**cov), csf_layout=csf_layout, physiology=physiology)
+        tl = schedule.build_timeline(model, subject.regimen, np.array([t0, t1]), record_outputs=True)
+        kind, time_, cmt, value, aux = tl.kind, tl.time, tl.cmt, tl.value, tl.aux
+        if k > 0:
+            cut = int(np.flatnonzero((kind == schedule.OBS) & (value == 0.0))[0]) + 1
+            inj = [(schedule.RESET, 0, 0.0)] + [(schedule.BOLUS, c, x[c]) for c in range(model.n) if x[c] != 0.0] \
+                + [(schedule.RATE, c, r[c]) for c in range(model.n) if r[c] != 0.0]
+            m = len(inj)
+            kind = np.concatenate([np.array([a[0] for a in inj], dtype=np.int64), kind[cut:]])
+            cmt = np.concatenate([np.array([a[1] for a in inj], dtype=np.int64), cmt[cut:]])
+            value = np.concatenate([np.array([a[2] for a in inj], dtype=float), value[cut:]])
+            time_ = np.concatenate([np.full(m, t0), time_[cut:]])
+            aux = np.concatenate([np.zeros((m, 3)), aux[cut:]])
+        seg_out = np.zeros((tl.n_out, model.n))
+        code = exact.run_subject(np.ascontiguousarray(model.K, dtype=np.float64), np.int64(model.n_dynamic), kind,
+                                 time_, cmt, value, aux, 0.0, seg_out)
+        if code != 0:
+            from .status import Status
+
+            raise SolverError(f"{model.name}: {Status(int(code)).name}: {Status(int(code)).message}")
+        out[j0:j1] = seg_out[2 + j0: 2 + j1]
+        parts.append((j0, j1, model))
+        # state and running rates just before the records at t1 (the grid sample there, row 1)
+        x = seg_out[1].copy()
+        r = np.zeros(model.n)
+        upto = int(np.flatnonzero((kind == schedule.OBS) & (value == 1.0))[0])
+        for a in range(upto):
+            if kind[a] == schedule.RESET:
+                r[:] = 0.0
+            elif kind[a] == schedule.RATE:
+                r[cmt[a]] += value[a]
+    if not np.all(np.isfinite(out)):
+        raise SolverError(f"{model0.name}: the amounts overflowed to inf/NaN")
+    return out, parts
 
 
 def write_dataset(table, path):
@@ -269,28 +348,39 @@ def write_dataset(table, path):
 
 
 def _subject_covariates(where, sid, lines, sub, covcols):
-    out = {}
+    """The subject's covariates as segments ``[(first record index, {keyword: value}), ...]``.
+
+    Values are carried forward from the record that gives them (last observation carried forward,
+    as mrgsolve and rxode2 do); a missing value before the first one given takes that first value.
+    """
+    n = len(lines)
+    per = {}
     for kind, col in covcols.items():
         vals = _numbers(where, lines, sub[col], col)
-        given = ~np.isnan(vals)
-        if not given.any():
+        given = np.flatnonzero(~np.isnan(vals))
+        if not given.size:
             continue
-        v = vals[given]
-        changed = np.flatnonzero(given & (vals != v[0]))
-        if changed.size:
-            line, change = lines[changed[0]], vals[changed[0]]
-            raise ScheduleError(f"{where}, line {line}: {col} changes within ID {sid} ({v[0]:g} → "
-                                f"{change:g}); csfpk holds one covariate value per subject: give the value to use "
-                                "(e.g. the baseline) on every record of the subject")
-        try:
-            body_size(float(v[0]), col, kind)
-        except ScheduleError as exc:
-            raise ScheduleError(f"{where}, line {lines[int(np.flatnonzero(given)[0])]}: {exc}") from None
-        out[kind] = float(v[0])
-    if "bsa_m2" not in out and "weight_kg" in out and "height_cm" in out:
-        out["bsa_m2"] = bsa_du_bois(out["weight_kg"], out["height_cm"])
-    out.pop("height_cm", None)
-    return out
+        for j in given:
+            if j == given[0] or vals[j] != vals[given[given < j][-1]]:
+                try:
+                    body_size(float(vals[j]), col, kind)
+                except ScheduleError as exc:
+                    raise ScheduleError(f"{where}, line {lines[j]}: {exc}") from None
+        filled = vals.copy()
+        filled[: given[0]] = vals[given[0]]
+        for j in range(given[0] + 1, n):
+            if np.isnan(filled[j]):
+                filled[j] = filled[j - 1]
+        per[kind] = filled
+    segments = []
+    for j in range(n):
+        cov = {k: float(v[j]) for k, v in per.items()}
+        if "bsa_m2" not in cov and "weight_kg" in cov and "height_cm" in cov:
+            cov["bsa_m2"] = bsa_du_bois(cov["weight_kg"], cov["height_cm"])
+        cov.pop("height_cm", None)
+        if not segments or cov != segments[-1][1]:
+            segments.append((j, cov))
+    return segments or [(0, {})]
 
 
 def _numbers(where, lines, cells, name):
