@@ -162,7 +162,8 @@ def _cmd_simulate(args):
         fewer = "" if args.regimen else " or fewer doses (--n)"
         raise CsfpkError(f"--t-end {args.t_end} ({t_end:g} h) ends before the last dose at {last:g} h; expected "
                          f"--t-end >= {last:g} h{fewer}")
-    check_size(t_end, dt, where=("--t-end", "--dt"))  # from the numbers alone, before numba is imported
+    size_names = ("--t-end" if args.t_end else "the end (last dose + 7 d)", "--dt")
+    check_size(t_end, dt, where=size_names)  # from the numbers alone, before numba is imported
     tau = _summary_interval(regimen)
     window = (last, min(t_end, last + tau)) if tau else (last, t_end)
     if window[1] - window[0] > 0 and dt > (window[1] - window[0]) / 10:
@@ -173,7 +174,7 @@ def _cmd_simulate(args):
 
     model_drug = drug.for_subject(**subject)
     model = as_model(model_drug, csf_layout=args.layout)
-    check_size(t_end, dt, model.n, len(model.outputs), where=("--t-end", "--dt"))
+    check_size(t_end, dt, model.n, len(model.outputs), where=size_names)
     if not model.linear and any(r.ss for r in regimen.records):
         what = "--ss needs" if args.ss else f"steady-state (SS) records in --regimen {args.regimen} need"
         raise CsfpkError(f"{what} a linear model; {drug.name} has saturable or time-dependent clearance: simulate the "
@@ -335,7 +336,10 @@ def _regimen(args, drug, sub):
                             weight_kg=sub.get("weight_kg"), names=names)
     except CsfpkError as exc:
         msg = str(exc)
-        for py, flag in (("amt = ", "--amt = "), ("route = ", "--route = "), ("ss = ", "--ss: ss = ")):
+        if msg.startswith("record at time ") and ": " in msg:  # the one record built from the flags
+            msg = msg.split(": ", 1)[1]
+        for py, flag in (("amt = ", "--amt = "), ("ii = ", "--ii = "), ("route = ", "--route = "),
+                         ("ss = ", "--ss: ss = ")):
             if msg.startswith(py):
                 msg = flag + msg[len(py):]
                 break
