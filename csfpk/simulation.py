@@ -121,7 +121,7 @@ def _check_tol(rtol, atol):
 
 
 def simulate(drug, regimen, t_end=None, dt=1.0, *, method="auto", csf_layout="single", physiology=None,
-             rtol=1e-8, atol=1e-12):
+             rtol=1e-8, atol=1e-12, covariates=None):
     """Simulate one typical subject.
 
     Parameters
@@ -137,6 +137,8 @@ def simulate(drug, regimen, t_end=None, dt=1.0, *, method="auto", csf_layout="si
     csf_layout : ``"single"``, ``"regional"`` or ``"none"`` (ignored when ``drug`` is a Model).
     physiology : a ``Physiology``; default ``load_physiology("adult")``.
     rtol, atol : tolerances of the adaptive methods (relative; absolute in mg).
+    covariates : ``{"weight_kg": …, "bsa_m2": …, "crcl_mL_min": …}`` of the subject: the drug file's
+        ``[covariates]`` models are applied (``Drug.for_subject``); None: the typical subject.
 
     Returns
     -------
@@ -149,6 +151,20 @@ def simulate(drug, regimen, t_end=None, dt=1.0, *, method="auto", csf_layout="si
     >>> sorted(set(res.to_frame().compartment))
     ['csf', 'plasma', 'plasma_unbound']
     """
+    if covariates is not None:
+        if isinstance(drug, Model):
+            raise ParameterError("covariates need a Drug (or a drug name), not a compiled Model: its parameters "
+                                 "are fixed")
+        drug = load_drug(drug) if isinstance(drug, str) else drug
+        if not isinstance(covariates, dict):
+            raise ParameterError(f"covariates = {covariates!r} is not allowed; expected a dict such as "
+                                 "{'weight_kg': 70, 'crcl_mL_min': 90}")
+        unknown = sorted(set(covariates) - {"weight_kg", "bsa_m2", "crcl_mL_min"})
+        if unknown:
+            raise ParameterError(f"covariates {unknown} are not allowed; expected weight_kg, bsa_m2, crcl_mL_min")
+        from .units import body_size
+
+        drug = drug.for_subject(**{k: body_size(v, k, k) for k, v in covariates.items()})
     model = as_model(drug, csf_layout=csf_layout, physiology=physiology)
     regimen = as_regimen(regimen)
     dt = hours(dt, "dt")

@@ -244,3 +244,16 @@ def test_time_varying_weight_matches_piecewise_scipy(allometric_erlotinib):
     # constant covariates through the segment machinery give the one-run result
     const = read_dataset(io.StringIO(text.replace(",100\n", ",50\n")))
     assert const.subjects[0].segments == ()
+
+
+def test_simulate_with_covariates():
+    reg = Regimen.every(amt=500, ii=24, n=1, route="iv", duration="10min")
+    low = csfpk.simulate("pemetrexed", reg, t_end=24, covariates={"crcl_mL_min": 45})
+    ref = csfpk.simulate(csfpk.load_drug("pemetrexed").for_subject(crcl_mL_min=45), reg, t_end=24)
+    typical = csfpk.simulate("pemetrexed", reg, t_end=24)
+    np.testing.assert_array_equal(low.amounts, ref.amounts)
+    assert low.conc("plasma")[-1] > typical.conc("plasma")[-1]  # lower CrCl, lower CL, higher trough
+    with pytest.raises(ScheduleError, match=r"crcl_mL_min = -4 is not allowed; expected a creatinine clearance"):
+        csfpk.simulate("pemetrexed", reg, t_end=24, covariates={"crcl_mL_min": -4})
+    with pytest.raises(ParameterError, match=r"covariates \['age'\] are not allowed"):
+        csfpk.simulate("pemetrexed", reg, t_end=24, covariates={"age": 60})
