@@ -39,10 +39,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from . import schedule
 from .drug import bsa_du_bois, load_drug
 from .errors import ParameterError, ScheduleError, SolverError
+from .io import atomic_path
 from .regimen import FIELDS, Regimen, columns, read_table, records, unknown_columns
-from .units import body_size
+from .simulation import as_model, choose_method, solve
+from .status import Status
+from .units import body_size, mg_per_L_to_nM
 
 # covariate columns (lower case) -> keyword of Drug.for_subject / height
 COVARIATE_COLUMNS = {"wt": "weight_kg", "weight": "weight_kg", "bw": "weight_kg", "ht": "height_cm",
@@ -218,8 +222,6 @@ def simulate_dataset(drug, data, *, csf_layout="single", physiology=None, method
     Named ``simulate_dataset`` (not mrgsolve's ``data_set``) because it says what goes in and that it
     runs the simulation, beside ``simulate`` for one regimen.
     """
-    from .simulation import as_model, solve
-    from .units import mg_per_L_to_nM
 
     drug = load_drug(drug) if isinstance(drug, str) else drug
     data = data if isinstance(data, Dataset) else read_dataset(data)
@@ -262,9 +264,7 @@ def _solve_segments(drug, subject, model0, csf_layout, physiology, method):
     those amounts as boluses and those rates as rate changes). Exact for linear models: between
     events x(t) = exp(K_k·(t − t_j0))·x(t_j0) + …, with K_k the rate matrix of c_k.
     """
-    from . import schedule
     from ._kernels import exact
-    from .simulation import as_model, choose_method
 
     if choose_method(model0, method) != "exact":
         raise ScheduleError("covariates that change within a subject need a linear model and method 'exact' "
@@ -297,8 +297,6 @@ def _solve_segments(drug, subject, model0, csf_layout, physiology, method):
         code = exact.run_subject(np.ascontiguousarray(model.K, dtype=np.float64), np.int64(model.n_dynamic), kind,
                                  time_, cmt, value, aux, 0.0, seg_out)
         if code != 0:
-            from .status import Status
-
             raise SolverError(f"{model.name}: {Status(int(code)).name}: {Status(int(code)).message}")
         out[j0:j1] = seg_out[2 + j0: 2 + j1]
         parts.append((j0, j1, model))
@@ -323,8 +321,6 @@ def write_dataset(table, path):
     one prediction column per compartment and unit (``PLASMA_MG_L``, ``PLASMA_NM``, ``CSF_NM`` …);
     ``read_dataset`` reads it back (prediction columns are kept as other data).
     """
-    from .io import atomic_path
-
     if isinstance(table, Dataset):
         table = table.table
     wide = table
