@@ -9,22 +9,28 @@ import os
 import shlex
 import signal
 import sys
+import tempfile
+import tomllib
 
-from . import plot
+from . import __version__, plot
 from .batch import DEFAULT_CHUNK
-from .drug import list_drugs, load_drug
+from .dataset import read_dataset, simulate_dataset, write_dataset
+from .drug import PLASMA_SPECS, bsa_du_bois, list_drugs, load_drug
 from .errors import CsfpkError
+from .escalation import Escalation
 from .figures import FORMATS, write_figures
 from .io import atomic_path
+from .limits import check_size
 from .myelosuppression import load_myelosuppression
 from .paths import params_dir
 from .physiology import load_physiology
 from .protocols import list_regimens, load_regimen
-from .regimen import Regimen
+from .regimen import Regimen, columns, read_table
 from .runfolder import FinishedRunError
 from .runresult import load_run
-from .simulation import simulate
+from .simulation import as_model, simulate
 from .sweep import load_sweep
+from .units import body_size, hours
 
 EPILOG_MAIN = """examples:
   csfpk compare high_dose_tki --out runs/high_dose_tki
@@ -56,36 +62,60 @@ The folder is verified first; molecular weights and targets come from its manife
 """
 EPILOG_SIMULATE = """examples:
   csfpk simulate erlotinib --amt 150 --ii 24h --n 28 --out runs/erlotinib
+  csfpk simulate erlotinib --amt 150 --ii qd --ss --t-end 1d
+  csfpk simulate pemetrexed --amt "500 mg/m2" --weight 70 --height 175 --crcl 60 --route iv --duration 10min
+  csfpk simulate methotrexate --regimen it_mtx_seed --layout regional --dt 15min
+  csfpk simulate pemetrexed --data trial.csv --csv trial_pred.csv
   csfpk simulate erlotinib --amt 1500 --ii 7d --n 4 --t-end 4w --csv pulse.csv --plot pulse.svg
   csfpk simulate lorlatinib --label-dose --n 14 --plot lorlatinib.png --linear
 """
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with the error contract: one line on stderr naming the flag, exit status 2."""
+
+    def error(self, message):
+        print(f"{self.prog}: error: {message} (see '{self.prog} --help')", file=sys.stderr)
+        sys.exit(2)
+
+
 def _parser():
-    p = argparse.ArgumentParser(prog="csfpk", description="Plasma–CSF pharmacokinetics simulator.",
-                                epilog=EPILOG_MAIN, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    p = _Parser(prog="csfpk", description="Plasma–CSF pharmacokinetics simulator.",
+                epilog=EPILOG_MAIN, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--debug", action="store_true", help="show tracebacks on errors (also accepted after COMMAND)")
+    p.add_argument("--version", action="version", version=f"csfpk {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
     d = sub.add_parser("drugs", help="list drug files with their CSF penetration ratio and source",
                        epilog="example:\n  csfpk drugs", formatter_class=argparse.RawDescriptionHelpFormatter)
     d.set_defaults(func=_cmd_drugs)
 
-    s = sub.add_parser("simulate", help="simulate one regimen for a typical subject", epilog=EPILOG_SIMULATE,
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    s = sub.add_parser("simulate", help="simulate one regimen for a typical subject, or every subject of a dataset",
+                       epilog=EPILOG_SIMULATE, formatter_class=argparse.RawDescriptionHelpFormatter)
     s.add_argument("drug", help="drug name (see 'csfpk drugs') or path to a drug TOML file")
-    s.add_argument("--amt", help="dose: mg, or '12 mg', '40 mg/m2' (needs --bsa), '10 mg/kg' (needs --weight)")
-    s.add_argument("--ii", help="dosing interval: hours or '24h', '3.5d', '1w'")
-    s.add_argument("--n", type=int, default=1, help="number of doses (default 1)")
-    s.add_argument("--route", default="oral", help="oral, iv, it_lumbar or it_ventricular (default oral)")
-    s.add_argument("--label-dose", action="store_true", help="use the drug file's labelled amt, ii and route")
+    g = s.add_argument_group("dose (one of: --amt ..., --label-dose, --regimen, --data)")
+    g.add_argument("--amt", help="dose: mg, or '1.5 g', '500 ug', '40 mg/m2' (needs --bsa or --weight and "
+                                 "--height), '10 mg/kg' (needs --weight)")
+    g.add_argument("--ii", help="dosing interval: hours or '24h', '1 day', 'q12h', 'qd', 'bid', 'tid', 'qw'")
+    g.add_argument("--n", help="number of doses (default 1)")
+    g.add_argument("--route", choices=("oral", "iv", "it_lumbar", "it_ventricular"), help="default oral")
+    g.add_argument("--duration", help="infusion duration ('30min', '2h'); default: bolus")
+    g.add_argument("--ss", action="store_true", help="start at steady state (NONMEM SS=1; needs --ii)")
+    g.add_argument("--label-dose", action="store_true", help="use the drug file's labelled amt, ii and route")
+    g.add_argument("--regimen", help="a regimen file: params/regimens name or path (.toml), or a NONMEM-style "
+                                     "CSV of one subject's records")
+    g.add_argument("--data", help="a NONMEM-style dataset CSV (ID, TIME, EVID, AMT, CMT, RATE, II, ADDL, SS, DV, "
+                                  "MDV, covariates): simulate every subject, predictions beside DV")
     s.add_argument("--t-end", help="end of simulation (default: last dose + 7d)")
     s.add_argument("--dt", default="1h", help="output step (default 1h)")
     s.add_argument("--layout", default="single", choices=("single", "regional"), help="CSF layout")
     s.add_argument("--method", default="auto", choices=("auto", "exact", "adaptive", "stiff"))
-    s.add_argument("--bsa", type=float, help="body-surface area, m2 (for mg/m2 doses)")
-    s.add_argument("--weight", type=float, help="body weight, kg (for mg/kg doses)")
-    s.add_argument("--csv", help="write the tidy concentration table to this CSV file")
+    b = s.add_argument_group("subject (covariates of the drug file's covariate models; BSA for mg/m2 doses)")
+    b.add_argument("--weight", help="body weight, kg")
+    b.add_argument("--height", help="height, cm (with --weight gives the BSA by Du Bois)")
+    b.add_argument("--bsa", help="body-surface area, m2")
+    b.add_argument("--crcl", help="creatinine clearance, mL/min")
+    s.add_argument("--csv", help="write the tidy concentration table (with --data: the dataset with predictions)")
     s.add_argument("--plot", help="save the concentration curves (.png, .svg or .pdf)")
     s.add_argument("--out", help="folder for concentrations.csv and curves.png")
     s.add_argument("--linear", action="store_true", help="linear concentration axis in the plot")
@@ -96,8 +126,12 @@ def _parser():
 
     _add_bench(sub)
 
-    v = sub.add_parser("validate", help="load and check every parameter file",
-                       epilog="example:\n  csfpk validate", formatter_class=argparse.RawDescriptionHelpFormatter)
+    v = sub.add_parser("validate", help="load and check every parameter file, or the files given",
+                       epilog="examples:\n  csfpk validate\n  csfpk validate trial.csv my_drug.toml",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    v.add_argument("files", nargs="*", metavar="FILE",
+                   help="check these files instead: a drug, regimen, sweep or physiology TOML (by its schema), a "
+                        "dataset CSV (with an ID column) or a one-subject regimen CSV")
     v.set_defaults(func=_cmd_validate)
     return p
 
@@ -214,27 +248,41 @@ def _cmd_drugs(args):
 
 
 def _cmd_simulate(args):
-    for path in (args.plot,):
-        if path and os.path.splitext(path)[1].lower() not in (".png", ".svg", ".pdf"):
-            raise CsfpkError(f"--plot {path!r}: extension not allowed; expected .png, .svg or .pdf")
+    csv_path, plot_path = _output_paths(args)
     drug = load_drug(args.drug)
-    if args.label_dose:
-        if drug.label_dose is None:
-            raise CsfpkError(f"{drug.name} has no [label_dose]; give --amt and --ii")
-        amt, ii, route = drug.label_dose.amt, drug.label_dose.ii, drug.label_dose.route
-    else:
-        if args.amt is None or (args.n > 1 and args.ii is None):
-            raise CsfpkError("give --amt (and --ii when --n > 1), or --label-dose")
-        amt, ii, route = args.amt, args.ii or 0, args.route
-    regimen = Regimen.every(amt=_number_or_text(amt), ii=_number_or_text(ii), n=args.n, route=route,
-                            bsa_m2=args.bsa, weight_kg=args.weight)
-    res = simulate(drug, regimen, t_end=_number_or_text(args.t_end), dt=_number_or_text(args.dt),
-                   method=args.method, csf_layout=args.layout)
-    csv_path, plot_path = args.csv, args.plot
-    if args.out:
-        os.makedirs(args.out, exist_ok=True)
-        csv_path = csv_path or os.path.join(args.out, "concentrations.csv")
-        plot_path = plot_path or os.path.join(args.out, "curves.png")
+    subject = _subject(args)
+    if args.data:
+        return _simulate_data(args, drug, subject, csv_path, plot_path)
+    regimen, describe = _regimen(args, drug, subject)
+    dt = _positive_hours(args.dt, "--dt")
+    last = regimen.end
+    t_end = last + 168.0 if args.t_end is None else _positive_hours(args.t_end, "--t-end")
+    if t_end < last:
+        fewer = "" if args.regimen else " or fewer doses (--n)"
+        raise CsfpkError(f"--t-end {args.t_end} ({t_end:g} h) ends before the last dose at {last:g} h; expected "
+                         f"--t-end >= {last:g} h{fewer}")
+    size_names = ("--t-end" if args.t_end else "the end (last dose + 7 d)", "--dt")
+    check_size(t_end, dt, where=size_names)  # from the numbers alone, before numba is imported
+    tau = _summary_interval(regimen)
+    window = (last, min(t_end, last + tau)) if tau else (last, t_end)
+    if window[1] - window[0] > 0 and dt > (window[1] - window[0]) / 10:
+        raise CsfpkError(f"--dt {args.dt} ({dt:g} h) is too coarse for the summary window "
+                         f"{window[0]:g}–{window[1]:g} h "
+                         f"(fewer than 10 output times); expected --dt <= {(window[1] - window[0]) / 10:g} h")
+
+    model_drug = drug.for_subject(**subject)
+    model = as_model(model_drug, csf_layout=args.layout)
+    check_size(t_end, dt, model.n, len(model.outputs), where=size_names)
+    if not model.linear and any(r.ss for r in regimen.records):
+        what = "--ss needs" if args.ss else f"steady-state (SS) records in --regimen {args.regimen} need"
+        raise CsfpkError(f"{what} a linear model; {drug.name} has saturable or time-dependent clearance: simulate the "
+                         "dosing history instead")
+    routes = {r.cmt for r in regimen.records if r.is_dose}
+    notes = []
+    if args.layout == "single" and routes & {"it_lumbar", "it_ventricular"}:
+        notes.append("note: with --layout single, it_lumbar and it_ventricular both dose the one well-mixed CSF "
+                     "compartment, so the route makes no difference; use --layout regional to tell them apart")
+    res = simulate(model, regimen, t_end=t_end, dt=dt, method=args.method)
     frame = res.to_frame()
     if csv_path:
         with atomic_path(csv_path) as tmp:
@@ -242,19 +290,228 @@ def _cmd_simulate(args):
         print(f"wrote {csv_path} ({len(frame)} rows)")
     if plot_path:
         targets = {f"target {drug.potency_target_nM:g} nM": drug.potency_target_nM} if drug.potency_target_nM else None
-        plot.save(plot.curves(res, log=not args.linear, targets=targets), plot_path)
+        fig = plot.curves(res, log=not args.linear, targets=targets, title=f"{drug.name}: {describe}")
+        plot.save(fig, plot_path)
         print(f"wrote {plot_path}")
-    t_last = res.doses[-1][0] if res.doses else 0.0
-    tau = regimen.records[0].ii or 24.0
-    window = frame[(frame.time_h >= t_last) & (frame.time_h <= t_last + tau)]
-    summary = window.groupby("compartment").conc_nM.agg(["min", "mean", "max"]).round(3)
-    print(f"{drug.name}: {len(res.doses)} doses, method {res.method}; "
-          f"concentrations over the last dosing interval ({t_last:g}–{t_last + tau:g} h), nM:")
+    win = frame[(frame.time_h >= window[0] - 1e-9) & (frame.time_h <= window[1] + 1e-9)]
+    summary = win.groupby("compartment").conc_nM.agg(["min", "mean", "max"]).round(3)
+    kind = "the last dosing interval" if tau else "the time after the last dose"
+    print(f"{drug.name}: {describe}; {len(res.doses)} dose(s) given, method {res.method}")
+    if subject:
+        shown = {"weight_kg": ("weight", "kg"), "bsa_m2": ("BSA", "m2"), "crcl_mL_min": ("CrCl", "mL/min")}
+        parts = [f"{shown[k][0]} {v:.4g} {shown[k][1]}" for k, v in subject.items()]
+        if args.height and not args.bsa and "bsa_m2" in subject:
+            parts[list(subject).index("bsa_m2")] += " (Du Bois, from --weight and --height)"
+
+        changed = [f"{k} {getattr(model_drug.plasma, k):.4g} {PLASMA_SPECS[k].unit} (file: "
+                   f"{getattr(drug.plasma, k):.4g})"
+                   for k in drug.covariates if getattr(model_drug.plasma, k) != getattr(drug.plasma, k)]
+        used = (f"; covariate models give {', '.join(changed)}" if changed else
+                "; no covariate model of the drug file uses them")
+        print(f"subject: {', '.join(parts)}{used}")
+    for note in notes:
+        print(note)
+    print(f"concentrations over {kind} ({window[0]:g}–{window[1]:g} h), nM (min = trough, mean = Cavg, max = peak):")
     print(summary.to_string())
     return 0
 
 
+def _positive_hours(text, flag):
+    h = hours(_number_or_text(text), flag)
+    if not h > 0:
+        raise CsfpkError(f"{flag} = {text!r} is not allowed; expected a duration > 0 h")
+    return h
+
+
+def _summary_interval(regimen):
+    """The dosing interval of the last dose (h) for the summary window, 0 for a single dose."""
+    doses = [r for r in regimen.records if r.is_dose]
+    if not doses:
+        return 0.0
+    last = max(doses, key=lambda r: r.last_time)
+    if last.ii > 0:
+        return last.ii
+    times = sorted({r.time for r in doses})
+    return times[-1] - times[-2] if len(times) > 1 else 0.0
+
+
+def _output_paths(args):
+    """The CSV and plot paths, checked (extension, folder writable, not a folder) before any work."""
+    csv_path, plot_path = args.csv, args.plot
+    if plot_path and os.path.splitext(plot_path)[1].lower() not in (".png", ".svg", ".pdf"):
+        raise CsfpkError(f"--plot {plot_path!r}: extension not allowed; expected .png, .svg or .pdf")
+    if args.out:
+        if os.path.exists(args.out) and not os.path.isdir(args.out):
+            raise CsfpkError(f"--out {args.out!r} is an existing file; expected a folder (new or existing)")
+        _check_writable(args.out, "--out", args.out)
+        csv_path = csv_path or os.path.join(args.out, "dataset.csv" if args.data else "concentrations.csv")
+        plot_path = plot_path or (None if args.data else os.path.join(args.out, "curves.png"))
+    for path, flag in ((csv_path, "--csv"), (plot_path, "--plot")):
+        if path:
+            if os.path.isdir(path):
+                raise CsfpkError(f"{flag} {path!r} is a folder; expected a file name")
+            _check_writable(os.path.dirname(os.path.abspath(path)), flag, path)
+    return csv_path, plot_path
+
+
+def _check_writable(folder, flag, shown):
+    """Refuse a folder that cannot be created or written, naming the flag (before the simulation runs)."""
+    probe = os.path.abspath(folder)
+    while not os.path.exists(probe):
+        parent = os.path.dirname(probe)
+        if parent == probe:
+            break
+        probe = parent
+    if not os.path.isdir(probe):
+        raise CsfpkError(f"{flag} {shown!r}: {probe!r} is a file, not a folder")
+
+    try:  # a real write: permission bits alone do not tell (root, read-only mounts, /proc)
+        fd, tmp = tempfile.mkstemp(dir=probe, prefix=".csfpk-write-check-")
+        os.close(fd)
+        os.unlink(tmp)
+    except OSError as exc:
+        raise CsfpkError(f"{flag} {shown!r}: folder {probe!r} is not writable ({exc.strerror or exc}); choose "
+                         "another place") from None
+
+
+def _subject(args):
+    """Body size and renal function from --weight/--height/--bsa/--crcl, range-checked, by flag name."""
+    out = {}
+    for flag, kind in (("weight", "weight_kg"), ("height", "height_cm"), ("bsa", "bsa_m2"), ("crcl", "crcl_mL_min")):
+        v = getattr(args, flag)
+        if v is not None:
+            out[kind] = body_size(_number_or_text(v), f"--{flag}", kind)
+    if "bsa_m2" not in out and "weight_kg" in out and "height_cm" in out:
+        out["bsa_m2"] = bsa_du_bois(out["weight_kg"], out["height_cm"])
+    out.pop("height_cm", None)
+    return out
+
+
+def _regimen(args, drug, sub):
+    """The regimen from --amt/--ii/..., --label-dose or --regimen, refusing conflicting flags."""
+    given = [f for f, v in (("--amt", args.amt), ("--ii", args.ii), ("--n", args.n), ("--route", args.route),
+                            ("--duration", args.duration), ("--ss", args.ss)) if v not in (None, False)]
+    sources = [f for f, v in (("--label-dose", args.label_dose), ("--regimen", args.regimen)) if v]
+    if len(sources) > 1 or (sources and given and not (sources == ["--label-dose"] and given == ["--n"])):
+        raise CsfpkError(f"{' and '.join(sources + given)} conflict: give the dose by --amt (with --ii, --n, --route, "
+                         "--duration, --ss), by --label-dose (with --n), by --regimen or by --data")
+    if args.regimen:
+        return _regimen_file(args.regimen, drug)
+    n = _count(args.n)
+    if args.label_dose:
+        if drug.label_dose is None:
+            raise CsfpkError(f"{drug.name} has no [label_dose]; give --amt and --ii")
+        ld = drug.label_dose
+        reg = Regimen.every(amt=ld.amt, ii=ld.ii, n=n, route=ld.route)
+        return reg, reg.describe() + " (label dose)"
+    if args.amt is None:
+        raise CsfpkError("give the dose: --amt (and --ii when --n > 1), --label-dose, --regimen FILE or --data FILE")
+    if (n > 1 or args.ss) and args.ii is None:
+        raise CsfpkError(f"--ii is missing; {'--ss' if args.ss else f'--n {n}'} needs a dosing interval")
+    names = {"bsa_m2": "--bsa (or --weight and --height)", "weight_kg": "--weight", "ii": "--ii",
+             "duration": "--duration"}
+    amt = _number_or_text(args.amt)
+    try:
+        reg = Regimen.every(amt=amt, ii=_number_or_text(args.ii) or 0, n=n, route=args.route or "oral",
+                            duration=_number_or_text(args.duration), ss=int(args.ss), bsa_m2=sub.get("bsa_m2"),
+                            weight_kg=sub.get("weight_kg"), names=names)
+    except CsfpkError as exc:
+        msg = str(exc)
+        if msg.startswith("record at time ") and ": " in msg:  # the one record built from the flags
+            msg = msg.split(": ", 1)[1]
+        for py, flag in (("amt = ", "--amt = "), ("ii = ", "--ii = "), ("route = ", "--route = "),
+                         ("ss = ", "--ss: ss = ")):
+            if msg.startswith(py):
+                msg = flag + msg[len(py):]
+                break
+        raise type(exc)(msg) from None
+    return reg, reg.describe()
+
+
+def _count(text):
+    if text is None:
+        return 1
+    try:
+        n = int(str(text).strip())
+    except ValueError:
+        n = None
+    if n is None or n < 1:
+        raise CsfpkError(f"--n = {text!r} is not allowed; expected an integer number of doses >= 1")
+    return n
+
+
+def _regimen_file(path, drug):
+    if str(path).lower().endswith(".csv"):
+        reg = Regimen.from_csv(path)
+        return reg, f"{os.path.basename(path)} ({reg.n_doses} doses)"
+
+    proto = load_regimen(path)
+    if proto.drug != drug.name:
+        raise CsfpkError(f"--regimen {path!r} is written for {proto.drug!r}, not {drug.name!r}; give that drug or "
+                         "another regimen")
+    if isinstance(proto.regimen, Escalation):
+        raise CsfpkError(f"--regimen {path!r} is a toxicity-guided escalation, which needs the marrow model; run it "
+                         "with csfpk.escalation.run_escalation in Python")
+    return proto.regimen, f"{proto.name}, {proto.regimen.describe()}"
+
+
+def _simulate_data(args, drug, subject, csv_path, plot_path):
+    given = [f for f, v in (("--amt", args.amt), ("--ii", args.ii), ("--n", args.n), ("--route", args.route),
+                            ("--duration", args.duration), ("--ss", args.ss), ("--label-dose", args.label_dose),
+                            ("--regimen", args.regimen), ("--t-end", args.t_end))
+             if v not in (None, False)]
+    given += [f"--{k.split('_')[0]}" for k in subject]
+    if given:
+        raise CsfpkError(f"--data and {', '.join(given)} conflict: a dataset brings its own doses, times and "
+                         "covariates (drop those flags)")
+    if plot_path:
+        raise CsfpkError("--plot is not available with --data (predictions are at the dataset's records, not on a "
+                         "grid); write --csv and plot observed against predicted from it")
+    data = read_dataset(args.data)
+    table = simulate_dataset(drug, data, csf_layout=args.layout, method=args.method)
+    if csv_path:
+        write_dataset(table, csv_path)
+        print(f"wrote {csv_path} ({len(data.table)} records with predictions per compartment)")
+    print(f"{drug.name}: {data.n_subjects} subject(s), {len(data.table)} records from {args.data}; covariates and the "
+          "parameters they give:")
+    print(data.summary(drug).to_string(index=False))
+    return 0
+
+
+def _validate_file(path):
+    """Load one user file with the reader its content calls for; return what it is."""
+    if str(path).lower().endswith(".csv"):
+        if "id" in columns(read_table(path), str(path)):
+            data = read_dataset(path)
+            return f"dataset, {data.n_subjects} subject(s), {len(data.table)} records"
+        return f"regimen CSV, {Regimen.from_csv(path).n_doses} dose(s)"
+
+    try:
+        with open(path, "rb") as fh:
+            schema = tomllib.load(fh).get("schema")
+    except OSError as exc:
+        raise CsfpkError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    except UnicodeDecodeError:
+        raise CsfpkError(f"{path}: not UTF-8 text; TOML files must be saved as UTF-8") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise CsfpkError(f"{path}: not valid TOML ({exc})") from None
+    if schema == "csfpk.drug/1":
+        return f"drug {load_drug(path).name}"
+    if schema == "csfpk.regimen/1":
+        return f"regimen for {load_regimen(path).drug}"
+    if schema == "csfpk.sweep/1":
+        return f"sweep, {len(load_sweep(path).scenarios)} scenario(s)"
+    if schema == "csfpk.physiology/1":
+        return f"physiology {load_physiology(path).name}"
+    raise CsfpkError(f"{path}: schema = {schema!r}; expected 'csfpk.drug/1', 'csfpk.regimen/1', 'csfpk.sweep/1' or "
+                     "'csfpk.physiology/1', or a .csv dataset")
+
+
 def _cmd_validate(args):
+    if args.files:
+        done = [f"{f}: {_validate_file(f)}" for f in args.files]
+        print("\n".join(f"ok: {d}" for d in done))
+        return 0
     drugs = list_drugs()
     for name in drugs:
         load_drug(name)
@@ -285,17 +542,25 @@ def _number_or_text(v):
 def main(argv=None):
     """Run the ``csfpk`` command line with ``argv`` (default ``sys.argv[1:]``); return the exit status."""
     parser = _parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # --debug is accepted anywhere (before or after COMMAND), but not after a literal "--"
+    head = argv[: argv.index("--")] if "--" in argv else argv
+    debug = "--debug" in head
+    if debug:
+        argv = [a for i, a in enumerate(argv) if not (a == "--debug" and i < len(head))]
     args = parser.parse_args(argv)
-    args.argv = list(sys.argv[1:] if argv is None else argv)
+    args.argv = argv
+    args.debug = args.debug or debug
     if args.command is None:
         parser.print_help()
         return 2
     try:
         return args.func(args)
-    except CsfpkError as exc:
+    except (CsfpkError, OSError) as exc:
         if args.debug:
             raise
-        print(f"csfpk {args.command}: error: {exc}", file=sys.stderr)
+        msg = f"{exc.filename}: {exc.strerror or exc}" if isinstance(exc, OSError) and exc.filename else exc
+        print(f"csfpk {args.command}: error: {msg}", file=sys.stderr)
         return 2
 
 

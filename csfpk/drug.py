@@ -6,13 +6,15 @@ and re-runs every check.
 """
 
 import functools
+import math
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from types import MappingProxyType
 
 from .errors import ParameterError
 from .paths import file_key, params_dir, resolve
-from .quantity import FRACTION, NONNEG, POSITIVE, PicklesMappings, Spec, check_value, read_document, read_entry, require_keys
+from .quantity import (FRACTION, NONNEG, POSITIVE, PicklesMappings, Quantity, Spec, check_value, read_document,
+                       read_entry, require_keys)
 from .regimen import ROUTES
 
 PLASMA_SPECS = {
@@ -46,6 +48,10 @@ CSF_SPECS = {
     "depot_release_half_life": Spec("h", **POSITIVE),
     "uptake_half_saturation": Spec("mg/L", **POSITIVE),
 }
+# covariate name -> (keyword of Drug.for_subject, unit as written in [covariates] entries)
+COVARIATES = {"weight": ("weight_kg", "kg"), "bsa": ("bsa_m2", "m2"), "crcl": ("crcl_mL_min", "mL/min")}
+COVARIATE_FORMS = ("power", "linear", "exponential")
+_COVARIATE_FIELDS = ("model", "coefficient", "reference", "unit", "source", "note")
 BASES = ("total", "unbound")
 SITES = ("lumbar", "ventricular", "cisternal")
 
@@ -170,6 +176,59 @@ class CSFExchange:
 
 
 @dataclass(frozen=True)
+class CovariateEffect:
+    """How one covariate changes one plasma parameter (a ``[covariates.<parameter>]`` entry).
+
+    With P the drug file's value, c the subject's covariate and c_ref = ``reference``:
+
+    * ``power``:       P · (c / c_ref)^coefficient   (allometry: 0.75 on clearances, 1 on volumes,
+      Holford 1996 Clin Pharmacokinet 30:329; Anderson & Holford 2008 Annu Rev Pharmacol Toxicol 48:303)
+    * ``linear``:      P + coefficient · (c − c_ref) (coefficient in P's unit per covariate unit)
+    * ``exponential``: P · exp(coefficient · (c − c_ref))
+
+    Additive (``linear``) effects are applied first, then the multiplicative ones, as in the usual
+    NONMEM coding TVCL = (θ1 + θ2·(CRCL − ref)) · (WT/70)^0.75.
+    """
+
+    parameter: str
+    covariate: str
+    model: str
+    coefficient: float
+    reference: float
+    source: str
+
+    def apply(self, value, c):
+        if self.model == "linear":
+            return value + self.coefficient * (c - self.reference)
+        if self.model == "power":
+            return value * (c / self.reference) ** self.coefficient
+        return value * math.e ** (self.coefficient * (c - self.reference))  # c may be an array (populations)
+
+
+def bsa_du_bois(weight_kg, height_cm):
+    """Body-surface area (m²) by Du Bois & Du Bois 1916 (Arch Intern Med 17:863):
+    BSA = 0.007184 · W^0.425 · H^0.725 (W kg, H cm).
+
+    Examples
+    --------
+    >>> round(bsa_du_bois(70, 175), 2)
+    1.85
+    """
+    return 0.007184 * weight_kg**0.425 * height_cm**0.725
+
+
+def bsa_mosteller(weight_kg, height_cm):
+    """Body-surface area (m²) by Mosteller 1987 (N Engl J Med 317:1098): BSA = √(W·H / 3600).
+
+    Examples
+    --------
+    >>> round(bsa_mosteller(70, 175), 3)
+    1.845
+    """
+    return math.sqrt(weight_kg * height_cm / 3600.0)
+
+
+@dataclass(frozen=True)
 class LabelDose:
     """The labelled regimen: ``amt`` mg every ``ii`` h by ``route``."""
 
@@ -185,7 +244,7 @@ class Drug(PicklesMappings):
     ``iiv`` maps a plasma parameter name to its coefficient of variation (fraction, not %).
     ``quantities`` maps ``section.key`` to the sourced ``Quantity`` read from the file.
     ``molecular_targets`` names what the drug inhibits (gene or enzyme names, from the file).
-    ``covariate_model`` maps a plasma parameter to (covariate, slope, reference) (``csfpk.population``).
+    ``covariates`` maps a plasma parameter to its ``CovariateEffect`` tuple (``for_subject``, ``csfpk.population``).
 
     Examples
     --------
@@ -206,7 +265,7 @@ class Drug(PicklesMappings):
     quantities: MappingProxyType = field(default_factory=lambda: MappingProxyType({}))
     molecular_targets: tuple = ()
     path: str | None = None
-    covariate_model: MappingProxyType = field(default_factory=lambda: MappingProxyType({}))
+    covariates: MappingProxyType = field(default_factory=lambda: MappingProxyType({}))
 
     def __post_init__(self):
         if not isinstance(self.name, str) or not self.name:
@@ -220,7 +279,53 @@ class Drug(PicklesMappings):
                 raise ParameterError(f"{self.name}: iiv.{k} names no plasma parameter; allowed: {sorted(PLASMA_SPECS)}")
             check_value(self.name, f"iiv.{k}", cv, Spec("fraction", low=0.0, high=3.0))
         object.__setattr__(self, "iiv", MappingProxyType(dict(self.iiv)))
-        object.__setattr__(self, "covariate_model", MappingProxyType(dict(self.covariate_model)))
+        cov = {}
+        for k, effects in dict(self.covariates).items():
+            if k not in PLASMA_SPECS or getattr(self.plasma, k) is None:
+                raise ParameterError(f"{self.name}: covariates.{k} names no plasma parameter of this drug")
+            effects = tuple(effects)
+            if not all(isinstance(e, CovariateEffect) for e in effects):
+                raise ParameterError(f"{self.name}: covariates.{k} must hold CovariateEffect objects")
+            cov[k] = effects
+        object.__setattr__(self, "covariates", MappingProxyType(cov))
+
+    @property
+    def covariates_used(self):
+        """Keywords of ``for_subject`` that change this drug's parameters (``"weight_kg"`` …), sorted."""
+        return sorted({COVARIATES[e.covariate][0] for effects in self.covariates.values() for e in effects})
+
+    def for_subject(self, *, weight_kg=None, bsa_m2=None, crcl_mL_min=None):
+        """The drug with its covariate models applied to one subject's covariates.
+
+        A covariate not given (None) leaves its effects out, i.e. the subject is at the reference
+        value the drug file's parameters belong to. Raises ``ParameterError`` when a model gives an
+        impossible parameter (e.g. CL <= 0 for a very low CrCl under a linear model).
+
+        Examples
+        --------
+        >>> import csfpk
+        >>> pem = csfpk.load_drug("pemetrexed")
+        >>> pem.for_subject(crcl_mL_min=45).plasma.CL < pem.plasma.CL
+        True
+        """
+        given = {"weight_kg": weight_kg, "bsa_m2": bsa_m2, "crcl_mL_min": crcl_mL_min}
+        changes = {}
+        for k, effects in self.covariates.items():
+            value = getattr(self.plasma, k)
+            ordered = sorted(effects, key=lambda e: e.model != "linear")  # additive first, then factors
+            for e in ordered:
+                c = given[COVARIATES[e.covariate][0]]
+                if c is None:
+                    continue
+                value = e.apply(value, float(c))
+            if value != getattr(self.plasma, k):
+                spec = PLASMA_SPECS[k]
+                if not spec.accepts(value):
+                    used = ", ".join(f"{n} = {v:g}" for n, v in given.items() if v is not None)
+                    raise ParameterError(f"{self.name}: the covariate model gives {k} = {value:.4g} {spec.unit} for "
+                                         f"{used}; expected {spec.allowed()}")
+                changes[k] = value
+        return self.replace(**changes) if changes else self
 
     def replace(self, **changes):
         """Return a copy with ``changes`` applied (plasma/csf parameters by name are accepted too).
@@ -338,7 +443,7 @@ def _load_drug(key):
     molecular = doc.get("molecular_targets", [])
     if not isinstance(molecular, list) or not all(isinstance(t, str) and t.strip() for t in molecular):
         raise ParameterError(f"{where}: molecular_targets = {molecular!r}; expected a list of names, e.g. [\"EGFR\", \"HER2\"]")
-    covariate_model = _read_covariates(f"{where} [covariates]", doc.get("covariates", {}), quantities)
+    covariates = _read_covariates(where, doc.get("covariates", {}), plasma, quantities)
 
     table1 = doc.get("table1", {})
     require_keys(f"{where} [table1]", table1, (),
@@ -348,38 +453,45 @@ def _load_drug(key):
             name=doc["name"], molecular_weight=mw.value, plasma=plasma, csf=csf, iiv=iiv, label_dose=label,
             potency_target_nM=target, table1=MappingProxyType(dict(table1)),
             quantities=MappingProxyType(quantities), molecular_targets=tuple(molecular), path=where,
-            covariate_model=covariate_model,
+            covariates=covariates,
         )
     except ParameterError as exc:
         raise ParameterError(f"{where}: {exc}") from None
 
 
-COVARIATE_UNITS = {"weight": "kg", "bsa": "m2", "crcl": "mL/min"}
-
-
-def _read_covariates(where, table, quantities):
-    """``[covariates.<parameter>]`` tables → ``{parameter: (covariate, slope, reference)}``.
-
-    Each is additive on the typical value (Joerger 2006 for methotrexate's CL):
-    ``θ = θ_typ + slope·(covariate − reference)``, then multiplied by exp(η).
-    """
+def _read_covariates(where, table, plasma, quantities):
+    """``[covariates.<parameter>]`` tables of ``<covariate> = { model, coefficient, reference, unit, source }``."""
+    if not isinstance(table, dict):
+        raise ParameterError(f"{where}: covariates = {table!r} must be a table of [covariates.<parameter>] tables")
     out = {}
-    for param, t in table.items():
-        w = f"{where[:-1]}.{param}]"
-        if param not in PLASMA_SPECS:
-            raise ParameterError(f"{w}: {param} names no plasma parameter; allowed: {sorted(PLASMA_SPECS)}")
-        if not isinstance(t, dict):
-            raise ParameterError(f"{w}: expected a table with covariate, slope and reference")
-        require_keys(w, t, ("covariate", "slope", "reference"))
-        cov = t["covariate"]
-        if cov not in COVARIATE_UNITS:
-            raise ParameterError(f"{w}: covariate = {cov!r} is not allowed; expected one of {sorted(COVARIATE_UNITS)}")
-        unit = COVARIATE_UNITS[cov]
-        slope = read_entry(w, "slope", t["slope"], Spec(f"{PLASMA_SPECS[param].unit} per {unit}"))
-        ref = read_entry(w, "reference", t["reference"], Spec(unit, **POSITIVE))
-        quantities[f"covariates.{param}.slope"], quantities[f"covariates.{param}.reference"] = slope, ref
-        out[param] = (cov, slope.value, ref.value)
-    return out
+    allowed = [k for k in PLASMA_SPECS if k != "n_transit"]
+    for param, entries in table.items():
+        w = f"{where} [covariates.{param}]"
+        if param not in allowed or getattr(plasma, param) is None:
+            raise ParameterError(f"{w}: {param!r} is not a plasma parameter of this drug; allowed: "
+                                 f"{[k for k in allowed if getattr(plasma, k) is not None]}")
+        require_keys(w, entries, (), tuple(COVARIATES))
+        effects = []
+        for cov, e in entries.items():
+            unit = COVARIATES[cov][1]
+            require_keys(f"{w} {cov}", e, ("model", "coefficient", "reference", "unit", "source"), ("note",))
+            if e["model"] not in COVARIATE_FORMS:
+                raise ParameterError(f"{w}: {cov}.model = {e['model']!r} is not allowed; expected one of "
+                                     f"{COVARIATE_FORMS}")
+            if e["unit"] != unit:
+                raise ParameterError(f"{w}: {cov}.unit = {e['unit']!r} is not allowed; expected {unit!r}")
+            coef = check_value(w, f"{cov}.coefficient", e["coefficient"], Spec("1", low=-1e3, high=1e3))
+            ref = check_value(w, f"{cov}.reference", e["reference"], Spec(unit, **POSITIVE))
+            source = e["source"]
+            if not isinstance(source, str) or not source.strip():
+                raise ParameterError(f"{w}: {cov}.source = {source!r} must be a non-empty citation or "
+                                     "'assumed: reason'")
+            punit = PLASMA_SPECS[param].unit
+            qunit = f"{punit} per {unit}" if e["model"] == "linear" else ("1" if e["model"] == "power" else f"1/{unit}")
+            quantities[f"covariates.{param}.{cov}"] = Quantity(coef, qunit, source, None, e.get("note"))
+            effects.append(CovariateEffect(param, cov, e["model"], coef, ref, source))
+        out[param] = tuple(effects)
+    return MappingProxyType(out)
 
 
 def list_drugs():

@@ -717,8 +717,6 @@ def dose_exposure(drug, doses, regimen_builder=None, *, window=None, units="nM",
     >>> fig.axes[1].get_ylabel()
     'CSF concentration (nM)'
     """
-    import numpy as np
-
     _check_units(units)
     if isinstance(drug, str):
         drug = load_drug(drug)

@@ -14,9 +14,9 @@ subject has the physiology file's reference body size. They act in two ways:
 
 * doses written per m² or per kg scale with the subject's BSA or weight (the sweep runner passes
   the ratio to the reference as a per-subject dose factor; exact for linear models);
-* a drug's covariate model (the drug file's ``[covariates.<parameter>]`` tables, ``Drug.covariate_model``)
-  changes its typical parameters, additively: ``θ = θ_typ + slope·(covariate − reference)``, then
-  multiplied by exp(η). Methotrexate (Joerger 2006 Br J Clin Pharmacol 62:71, Table 2, sign as corrected
+* a drug's covariate models (the drug file's ``[covariates.<parameter>]`` tables, ``Drug.covariates``,
+  the forms in ``csfpk.drug.CovariateEffect``) change its typical parameters (additive effects first,
+  then the factors), then the result is multiplied by exp(η). Methotrexate (Joerger 2006 Br J Clin Pharmacol 62:71, Table 2, sign as corrected
   in the nlmixr2lib errata): ``CL = 8.85 + 0.0423·(CrCl − 87)`` L/h.
 
 Parameter uncertainty: with ``penetration="range"`` each subject's CSF/plasma penetration ratio is
@@ -224,7 +224,6 @@ class Population(PicklesMappings):
             else:
                 out[attr] = np.full(idx.size, float(getattr(physiology, attr)))
         p = drug.plasma
-        cov_model = drug.covariate_model
         for k in ("CL", "V1", "ka", "Q", "V2", "Q3", "V3", "mtt", "fu"):
             typ = getattr(p, k)
             if typ is None:
@@ -232,12 +231,12 @@ class Population(PicklesMappings):
                     raise ParameterError(f"{drug.name}: iiv.{k} given but the drug has no {k}")
                 continue
             val = np.full(idx.size, float(typ))
-            if k in cov_model and COVARIATES[cov_model[k][0]] and cov_model[k][0] in self.covariates:
-                c, slope, ref = cov_model[k]
-                val = val + slope * (out[COVARIATES[c]] - ref)
-                if np.any(val <= 0):
-                    raise ParameterError(f"{drug.name}: covariate model gives {k} <= 0 for some subjects; "
-                                         f"narrow covariates.{c}")
+            effects = [e for e in drug.covariates.get(k, ()) if e.covariate in self.covariates]
+            for e in sorted(effects, key=lambda e: e.model != "linear"):  # additive first, as Drug.for_subject
+                val = e.apply(val, out[COVARIATES[e.covariate]])
+            if effects and np.any(val <= 0):
+                raise ParameterError(f"{drug.name}: the covariate models give {k} <= 0 for some subjects; "
+                                     f"narrow covariates {sorted(e.covariate for e in effects)}")
             if k in cv:
                 val = val * np.exp(scale[k] * z[k])
             if k == "fu":

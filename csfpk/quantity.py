@@ -152,6 +152,12 @@ def read_document(path, schema, required, optional=(), error=ParameterError):
             doc = tomllib.load(fh)
     except tomllib.TOMLDecodeError as exc:
         raise error(f"{where}: not valid TOML ({exc})") from None
+    except UnicodeDecodeError as exc:
+        raise error(f"{where}: not UTF-8 text (byte at offset {exc.start}); TOML files must be saved as UTF-8") from None
+    except IsADirectoryError:
+        raise error(f"{where}: is a folder; expected a TOML file") from None
+    except OSError as exc:
+        raise error(f"{where}: cannot read ({exc.strerror or exc})") from None
     except FileNotFoundError:
         raise error(f"{where}: file not found") from None
     try:

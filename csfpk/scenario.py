@@ -125,7 +125,7 @@ class Scenario(PicklesMappings):
                      "plasma": dataclasses.asdict(d.plasma),
                      "csf": None if d.csf is None else dataclasses.asdict(d.csf),
                      "iiv": dict(d.iiv), "potency_target_nM": d.potency_target_nM,
-                     "covariate_model": {k: list(v) for k, v in d.covariate_model.items()}},
+                     "covariates": {k: [dataclasses.asdict(e) for e in v] for k, v in d.covariates.items()}},
             "regimen": [dataclasses.asdict(r) for r in self.regimen.records],
             "population": self.population.to_dict(),
             "physiology": {f.name: getattr(self.physiology, f.name) for f in dataclasses.fields(self.physiology)

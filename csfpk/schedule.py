@@ -30,6 +30,12 @@ means by a record is resolved here, in Python, where it can be tested:
 
 Same-time order: regular output-grid samples first (a sample at a dose time is the pre-dose
 value), then records in record order, each record's own immediate actions before its output row.
+At the time of a steady-state record the grid sample is the steady-state pre-dose value (the
+trough of the train), not the state before the record: NONMEM's output at an SS dose time shows
+the steady state (nmtests scenarios 9–15 give CP at t = 0 equal to the steady state).
+
+Doses are expanded only up to the last time that can be seen: the end of the grid or the last
+record (ADDL doses after it change no output), and their number is checked before expansion.
 """
 
 import math
@@ -42,6 +48,8 @@ from .errors import ScheduleError
 from .regimen import Regimen
 
 _MAX_RUNNING = 100_000
+# most doses one timeline may hold; counted before any is expanded (each costs a few hundred bytes)
+MAX_TIMELINE_DOSES = 2_000_000
 
 
 @dataclass(frozen=True)
@@ -98,6 +106,17 @@ def build_timeline(model, regimen: Regimen, grid=None, record_outputs=False):
                 step = float(d[0])
     n_out = n_grid
     doses = []
+    # the last time any output can see: the end of the grid or the last record (with no grid and no
+    # record outputs the caller wants the whole regimen: no horizon)
+    if grid is None and not record_outputs:
+        horizon = math.inf
+    else:
+        horizon = max(float(grid[-1]) if n_grid else 0.0, max((r.time for r in regimen.records), default=0.0))
+    count = sum(r.doses_until(horizon) for r in regimen.records)
+    if count > MAX_TIMELINE_DOSES:
+        raise ScheduleError(f"the regimen gives {count:.3g} doses up to t = {horizon:g} h; expected at most "
+                            f"{MAX_TIMELINE_DOSES:.0e}: give fewer doses, a longer interval or an earlier end")
+    ss_grid = {}  # grid index -> sort key placing it after a steady-state record's set-up
     for i, rec in enumerate(regimen.records):
         sub = [0]
 
@@ -123,7 +142,12 @@ def build_timeline(model, regimen: Regimen, grid=None, record_outputs=False):
             rate, dur = _rate_and_duration(model, rec, c, amount)
             if rec.ss:
                 _steady_state(emit, rec, c, amount, rate, dur, lag, doses)
-            for k in range(rec.addl + 1):
+                if n_grid:
+                    lo, hi = np.searchsorted(grid, rec.time, "left"), np.searchsorted(grid, rec.time, "right")
+                    for g in range(int(lo), int(hi)):
+                        ss_grid[g] = (rec.time, 1, i, sub[0] + 0.5)
+            # doses starting after the horizon change no output: expand only those before it
+            for k in range(rec.doses_until(horizon - lag)):
                 if rec.ss and rec.ii == 0:
                     break  # a constant infusion at steady state has no discrete doses
                 t0 = rec.time + k * rec.ii + lag
@@ -132,6 +156,9 @@ def build_timeline(model, regimen: Regimen, grid=None, record_outputs=False):
         if record_outputs:
             emit(rec.time, OBS, 0, float(n_out))
             n_out += 1
+    if ss_grid:
+        acts = [a if not (a[4] == OBS and a[8] < 0 and int(a[6]) in ss_grid) else ss_grid[int(a[6])] + a[4:]
+                for a in acts]
     acts.sort(key=lambda a: a[:4])
     m = len(acts)
     aux = np.zeros((m, 3))

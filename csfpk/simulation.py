@@ -8,6 +8,7 @@ import math
 
 import numpy as np
 
+from . import limits
 from .drug import Drug, load_drug
 from .errors import ParameterError, ScheduleError, SolverError
 from .model import Model, build_model
@@ -15,10 +16,11 @@ from .regimen import Record, Regimen
 from .result import SimulationResult
 from .schedule import build_timeline
 from .status import Status
-from .units import hours
+from .units import body_size, hours
 
 METHODS = ("auto", "exact", "adaptive", "stiff")
 _DEFAULT_TAIL_H = 168.0
+MAX_OUTPUT_ROWS = limits.MAX_OUTPUT_ROWS
 
 
 def as_model(drug, *, csf_layout="single", physiology=None):
@@ -49,8 +51,9 @@ def output_grid(t_end, dt):
     if not t_end > 0:
         raise ScheduleError(f"t_end = {t_end!r} is not allowed; expected > 0 h")
     n = int(math.floor(t_end / dt + 1e-9))
-    if n > 50_000_000:
-        raise ScheduleError(f"t_end/dt = {t_end / dt:.3g} output rows is too many; expected at most 5e7")
+    if n > MAX_OUTPUT_ROWS:
+        raise ScheduleError(f"t_end/dt = {t_end:g} h / {dt:g} h gives {t_end / dt:.3g} output rows; expected at most "
+                            f"{MAX_OUTPUT_ROWS:.0e}: raise dt or end earlier")
     grid = dt * np.arange(n + 1)
     if grid[-1] < t_end - 1e-9 * max(1.0, t_end):
         grid = np.append(grid, t_end)
@@ -109,7 +112,15 @@ def _solve(model, regimen, times, *, method, record_outputs, rtol, atol, max_ste
     status = Status(int(code))
     if status != Status.OK:
         raise SolverError(f"{model.name}: {status.name}: {status.message}")
+    if not np.all(np.isfinite(out)):
+        raise SolverError(f"{model.name}: the amounts overflowed to inf/NaN (largest dose "
+                          f"{max((d[2] for d in tl.doses), default=0.0):g} mg); check the doses and the model")
     return out, tl, method, stats
+
+
+def check_size(t_end, dt, model, where=("t_end", "dt")):
+    """Refuse, before any work, an output grid too long or a result too large (``csfpk.limits``)."""
+    limits.check_size(t_end, dt, model.n, len(model.outputs), where)
 
 
 def _check_tol(rtol, atol):
@@ -120,7 +131,7 @@ def _check_tol(rtol, atol):
 
 
 def simulate(drug, regimen, t_end=None, dt=1.0, *, method="auto", csf_layout="single", physiology=None,
-             rtol=1e-8, atol=1e-12):
+             rtol=1e-8, atol=1e-12, covariates=None):
     """Simulate one typical subject.
 
     Parameters
@@ -128,12 +139,16 @@ def simulate(drug, regimen, t_end=None, dt=1.0, *, method="auto", csf_layout="si
     drug : a ``Drug`` (``csfpk.load_drug``), a drug name, or a compiled ``Model``.
     regimen : a ``Regimen`` (``csfpk.Regimen.every(...)``) or a list of ``Record``.
     t_end : end of the simulation, h or a duration string (``"8w"``); default: last dose + 7 days.
+        Doses after ``t_end`` are not expanded (they change no output). The output size is checked
+        before any work (``check_size``).
     dt : output step, h or a duration string. A sample at a dose time is the pre-dose value.
     method : ``"auto"`` (exact for linear models, else stiff), ``"exact"`` (matrix exponential),
         ``"adaptive"`` (Dormand–Prince 5(4)), ``"stiff"`` (Rosenbrock).
     csf_layout : ``"single"``, ``"regional"`` or ``"none"`` (ignored when ``drug`` is a Model).
     physiology : a ``Physiology``; default ``load_physiology("adult")``.
     rtol, atol : tolerances of the adaptive methods (relative; absolute in mg).
+    covariates : ``{"weight_kg": …, "bsa_m2": …, "crcl_mL_min": …}`` of the subject: the drug file's
+        ``[covariates]`` models are applied (``Drug.for_subject``); None: the typical subject.
 
     Returns
     -------
@@ -147,10 +162,24 @@ def simulate(drug, regimen, t_end=None, dt=1.0, *, method="auto", csf_layout="si
     >>> sorted(set(res.to_frame().compartment))
     ['csf', 'plasma', 'plasma_unbound']
     """
+    if covariates is not None:
+        if isinstance(drug, Model):
+            raise ParameterError("covariates need a Drug (or a drug name), not a compiled Model: its parameters "
+                                 "are fixed")
+        drug = load_drug(drug) if isinstance(drug, str) else drug
+        if not isinstance(covariates, dict):
+            raise ParameterError(f"covariates = {covariates!r} is not allowed; expected a dict such as "
+                                 "{'weight_kg': 70, 'crcl_mL_min': 90}")
+        unknown = sorted(set(covariates) - {"weight_kg", "bsa_m2", "crcl_mL_min"})
+        if unknown:
+            raise ParameterError(f"covariates {unknown} are not allowed; expected weight_kg, bsa_m2, crcl_mL_min")
+        drug = drug.for_subject(**{k: body_size(v, k, k) for k, v in covariates.items()})
     model = as_model(drug, csf_layout=csf_layout, physiology=physiology)
     regimen = as_regimen(regimen)
     dt = hours(dt, "dt")
     t_end = regimen.end + _DEFAULT_TAIL_H if t_end is None else hours(t_end, "t_end")
+    if dt > 0 and t_end > 0:
+        check_size(t_end, dt, model)
     grid = output_grid(t_end, dt)
     amounts, tl, used, stats = _solve(model, regimen, grid, method=method, record_outputs=False, rtol=rtol, atol=atol,
                                       max_steps=1_000_000)

@@ -127,7 +127,10 @@ def _regimen(where, rid, t, t_end):
                                 duration=t.get("duration"), bsa_m2=body.bsa_m2, weight_kg=body.weight_kg)
     except ScheduleError as exc:
         raise SweepError(f"{where}: {exc}") from None
-    return reg, t.get("label", rid), t["source"], basis
+    label = t.get("label", rid)
+    if not isinstance(label, str) or not label.strip():
+        raise SweepError(f"{where}: label = {label!r} is not allowed; expected non-empty text shown in tables")
+    return reg, label, t["source"], basis
 
 
 def _population(where, pid, t, n_override, seed_override):
@@ -208,6 +211,10 @@ def sweep_from_dict(doc, *, where="sweep", n=None, seed=None, load_drug=None, ph
             val = g.get(key, default)
             if not isinstance(val, list) or not val:
                 raise SweepError(f"{gw}: {key} = {val!r} is empty; the grid needs at least one")
+            odd = [v for v in val if not isinstance(v, str) or (v == "" and key != "overrides")]
+            if odd:
+                raise SweepError(f"{gw}: {key} entry {odd[0]!r} is not allowed; expected the name of a defined "
+                                 f"{key[:-1]} (text, not empty)")
             if known is not None:
                 bad = [v for v in val if v != "" and v not in known]
                 if bad:

@@ -44,7 +44,7 @@ def test_validate(capsys):
 @pytest.mark.parametrize("args,message", [
     (["simulate", "aspirin", "--amt", "100"], "unknown drug 'aspirin'"),
     (["simulate", "erlotinib", "--amt", "-5"], "amt = -5.0 is not allowed"),
-    (["simulate", "erlotinib", "--amt", "150", "--ii", "3 weeks", "--n", "2"], "ii = '3 weeks' is not a duration"),
+    (["simulate", "erlotinib", "--amt", "150", "--ii", "3 fortnights", "--n", "2"], "--ii = '3 fortnights' is not a duration"),
     (["simulate", "erlotinib", "--amt", "150", "--plot", "x.bmp"], "extension not allowed"),
 ])
 def test_errors_are_one_line_exit_2(args, message, tmp_path):

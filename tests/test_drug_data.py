@@ -15,21 +15,22 @@ def test_molecular_targets_are_a_list_of_names():
 
 def test_the_methotrexate_covariate_model_comes_from_its_file(tmp_path):
     drug = csfpk.load_drug("methotrexate")
-    assert drug.covariate_model["CL"] == ("crcl", 0.0423, 87.0)
-    assert drug.quantities["covariates.CL.slope"].source.startswith("Joerger2006")
+    (effect,) = drug.covariates["CL"]
+    assert (effect.covariate, effect.model, effect.coefficient, effect.reference) == ("crcl", "linear", 0.0423, 87.0)
+    assert drug.quantities["covariates.CL.crcl"].source.startswith("Joerger2006")
     # edit the file's slope: the population follows the file, not a number in the code
     text = (ROOT / "params" / "drugs" / "methotrexate.toml").read_text()
     edited = tmp_path / "methotrexate.toml"
-    edited.write_text(text.replace("value = 0.0423", "value = 0.05"))
+    edited.write_text(text.replace("coefficient = 0.0423", "coefficient = 0.05"))
     other = csfpk.load_drug(str(edited))
     p = Population(n=50, seed=1, iiv={"CL": 0.0}, covariates={"crcl": (100.0, 0.3)}).sample(other)
     assert p["CL"] == pytest.approx(other.plasma.CL + 0.05 * (p["crcl_mL_min"] - 87.0), rel=1e-14)
 
 
 @pytest.mark.parametrize("old, new, message", [
-    ('unit = "L/h per mL/min"', 'unit = "L/h"', "slope.unit = 'L/h' is not allowed; expected 'L/h per mL/min'"),
-    ('covariate = "crcl"', 'covariate = "age"', "covariate = 'age' is not allowed"),
-    ("[covariates.CL]", "[covariates.CLX]", "CLX names no plasma parameter"),
+    ('unit = "mL/min", source = "Joerger', 'unit = "L/h", source = "Joerger', "crcl.unit = 'L/h' is not allowed; expected 'mL/min'"),
+    ('crcl = { model = "linear"', 'age = { model = "linear"', "age"),
+    ("[covariates.CL]", "[covariates.CLX]", "'CLX' is not a plasma parameter of this drug"),
 ])
 def test_bad_covariate_tables_name_the_field(tmp_path, old, new, message):
     text = (ROOT / "params" / "drugs" / "methotrexate.toml").read_text()

@@ -104,10 +104,10 @@ def test_python_construction_is_checked_too():
 
 # ---------------------------------------------------------------- doses and schedules
 @pytest.mark.parametrize("kwargs,pattern", [
-    (dict(amt=-150, ii=24, n=2), r"amt = -150 is not allowed; expected a finite dose >= 0 mg"),
+    (dict(amt=-150, ii=24, n=2), r"amt = -150 is not allowed; expected a finite dose > 0 mg"),
     (dict(amt=math.nan, ii=24, n=2), r"amt = nan is not allowed"),
     (dict(amt=150, ii=0, n=3), r"ii = 0.0 is not allowed for n = 3 doses"),
-    (dict(amt=150, ii="3 weeks", n=2), r"ii = '3 weeks' is not a duration"),
+    (dict(amt=150, ii="3 fortnights", n=2), r"ii = '3 fortnights' is not a duration"),
     (dict(amt=150, ii=24, n=0), r"n = 0 is not allowed; expected an integer number of doses >= 1"),
     (dict(amt=150, ii=24, n=2.5), r"n = 2.5 is not allowed"),
     (dict(amt="40 mg/m2", ii=24, n=2), r"needs a body-surface area"),
@@ -123,7 +123,7 @@ def test_bad_regimen_builder(kwargs, pattern):
     (dict(time=0, amt=10, ss=1), r"ss = 1 needs ii > 0 h"),
     (dict(time=-1, amt=10), r"time = -1 is not allowed"),
     (dict(time=0, amt=10, evid=7), r"evid = 7 is not allowed; expected 0, 1, 2, 3 or 4"),
-    (dict(time=0, amt=10, rate=-3), r"rate = -3 is not allowed; expected >= 0 mg/h, -1 or -2"),
+    (dict(time=0, amt=10, rate=-3), r"rate = -3 is not allowed; expected a rate in \[0, 1e6\] mg/h, -1 .* or -2"),
     (dict(time=0, amt=10, addl=1.5, ii=12), r"addl = 1.5 is not allowed"),
     (dict(time=0, amt=0), r"needs amt > 0 mg"),
 ])
