@@ -50,7 +50,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from ._kernels.rhs import NL_CENTRAL, NL_DCL, NL_KIND, NL_KM, NL_SINK, NL_SIZE, NL_V1, NL_VMAX
+from ._kernels.codes import NL_CENTRAL, NL_DCL, NL_KIND, NL_KM, NL_SINK, NL_SIZE, NL_V1, NL_VMAX
 from .drug import Drug
 from .errors import ParameterError, ScheduleError
 from .physiology import Physiology

@@ -15,21 +15,14 @@ eliminated), so that the column sums of the full system are zero and mass is con
 Biopharm 1:103; time-dependent clearance for lorlatinib autoinduction, Chen et al. (2021) CPT
 Pharmacometrics Syst Pharmacol 10:148.
 
-``nl`` packs the nonlinear parameters as a float64 array (see ``NL_*`` indices). A model with
+``nl`` packs the nonlinear parameters as a float64 array (slots ``NL_*`` of ``codes``). A model with
 ``nl[NL_VMAX] == 0`` and ``nl[NL_DCL] == 0`` is linear and time-invariant.
 """
 
 import numpy as np
 from numba import njit
 
-NL_CENTRAL = 0  # index of the central compartment (stored as float)
-NL_SINK = 1  # index of the elimination sink
-NL_V1 = 2  # central volume, L
-NL_VMAX = 3  # mg/h
-NL_KM = 4  # mg/L
-NL_DCL = 5  # CL_induced − CL, L/h
-NL_KIND = 6  # 1/h
-NL_SIZE = 7
+from csfpk._kernels.codes import NL_CENTRAL, NL_DCL, NL_KIND, NL_KM, NL_SINK, NL_SIZE, NL_V1, NL_VMAX  # noqa: F401
 
 
 @njit(cache=True, nogil=True)
