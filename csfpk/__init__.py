@@ -34,7 +34,15 @@ _LAZY = {
     "Status": "status",
     "Population": "population",
     "compare": "comparison",
-    "Comparison": "comparison",
+    "RunResult": "runresult",
+    "load_run": "runresult",
+    "write_figures": "figures",
+    "RunFolderError": "runfolder",
+    "Escalation": "escalation",
+    "run_escalation": "escalation",
+    "exposure_table": "intrathecal",
+    "blood_counts": "myelosuppression",
+    "load_regimen": "protocols",
     "load_sweep": "sweep",
     "run_sweep": "sweep",
     "CsfpkError": "errors",
@@ -42,7 +50,7 @@ _LAZY = {
     "ScheduleError": "errors",
     "SolverError": "errors",
 }
-_SUBMODULES = ("plot", "metrics", "units")
+_SUBMODULES = ("plot", "metrics", "units", "fit")  # csfpk.fit is also callable: csfpk.fit(obs, dosing, ...)
 
 __all__ = sorted(_LAZY) + list(_SUBMODULES)
 

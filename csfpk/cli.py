@@ -1,12 +1,30 @@
-"""The ``csfpk`` command line.
+"""The ``csfpk`` command line (also ``python -m csfpk``); every argument parser lives here.
 
-Errors print one line and exit with status 2 (``--debug`` shows the traceback).
+User errors (``CsfpkError``: bad input, unusable folders) print one line and exit with status 2
+(``--debug`` shows the traceback); any other exception is a bug and shows its traceback.
 """
 
 import argparse
+import os
+import shlex
+import signal
 import sys
 
+from . import plot
+from .batch import DEFAULT_CHUNK
+from .drug import list_drugs, load_drug
 from .errors import CsfpkError
+from .figures import FORMATS, write_figures
+from .io import atomic_path
+from .myelosuppression import load_myelosuppression
+from .paths import params_dir
+from .physiology import load_physiology
+from .protocols import list_regimens, load_regimen
+from .regimen import Regimen
+from .runfolder import FinishedRunError
+from .runresult import load_run
+from .simulation import simulate
+from .sweep import load_sweep
 
 EPILOG_MAIN = """examples:
   csfpk compare high_dose_tki --out runs/high_dose_tki
@@ -16,6 +34,25 @@ EPILOG_MAIN = """examples:
   csfpk simulate erlotinib --amt 150 --ii 24h --n 28 --out runs/erlotinib
   csfpk simulate osimertinib --amt 160 --ii 1d --n 28 --csv osi.csv --plot osi.png
   csfpk validate
+"""
+EPILOG_COMPARE = """examples:
+  csfpk compare high_dose_tki --out runs/high_dose_tki
+  csfpk compare high_dose_tki --out runs/tki_big --n 100000 --seed 7
+  csfpk compare params/sweeps/high_dose_tki.toml --out runs/tki --curves
+  csfpk compare high_dose_tki --out runs/tki --scheduler tcp://10.0.0.5:8786
+
+Rerunning the same command on an interrupted folder resumes it; on a finished folder it prints
+the summary again. --overwrite builds the new run beside the old one and swaps it in when it is
+complete; entries that are not part of the run (figures/, your own files) are kept.
+"""
+EPILOG_PLOT = """examples:
+  csfpk compare high_dose_tki --out runs/tki --n 200 --curves
+  csfpk plot runs/tki                       # PNG files in runs/tki/figures/
+  csfpk plot runs/tki --format svg --out figures/tki
+
+Draws the regimen comparisons (CSF trough, CSF Cavg, % time >= target, plasma AUC; one
+panel per drug) and, for runs made with --curves, the population bands of CSF concentration.
+The folder is verified first; molecular weights and targets come from its manifest.
 """
 EPILOG_SIMULATE = """examples:
   csfpk simulate erlotinib --amt 150 --ii 24h --n 28 --out runs/erlotinib
@@ -54,12 +91,8 @@ def _parser():
     s.add_argument("--linear", action="store_true", help="linear concentration axis in the plot")
     s.set_defaults(func=_cmd_simulate)
 
-    from .batch import add_compare_parser
-
-    add_compare_parser(sub)
-    from .figures import add_plot_parser
-
-    add_plot_parser(sub)
+    _add_compare(sub)
+    _add_plot(sub)
 
     _add_bench(sub)
 
@@ -93,9 +126,74 @@ def _add_bench(sub):
     add_bench_parser(sub)
 
 
-def _cmd_drugs(args):
-    from .drug import list_drugs, load_drug
+def _add_compare(sub):
+    c = sub.add_parser("compare", help="run a sweep of regimens over virtual populations (run folder)",
+                       epilog=EPILOG_COMPARE, formatter_class=argparse.RawDescriptionHelpFormatter)
+    c.add_argument("sweep", help="sweep name in params/sweeps/ (e.g. high_dose_tki) or path to a sweep TOML")
+    c.add_argument("--out", required=True, help="run folder (manifest.json, Parquet metrics, summary.csv, summary.png)")
+    c.add_argument("--n", type=int, help="subjects per population (replaces the sweep's n)")
+    c.add_argument("--seed", type=int, help="random seed (replaces the sweep's seed)")
+    c.add_argument("--scheduler", help="Dask scheduler address, tcp://host:port (needs pip install 'csfpk[distributed]')")
+    c.add_argument("--chunk", type=int, help=f"subjects per chunk (default {DEFAULT_CHUNK})")
+    c.add_argument("--curves", action="store_true", help="also keep downsampled curves and their percentile bands")
+    c.add_argument("--overwrite", action="store_true", help="replace the run in --out (built beside it, then swapped in)")
+    c.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                   help="progress line on stderr (default: when stderr is a terminal)")
+    c.set_defaults(func=_cmd_compare)
 
+
+def _add_plot(sub):
+    p = sub.add_parser("plot", help="draw a run folder's figures (comparison panels, population bands)",
+                       epilog=EPILOG_PLOT, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("run_dir", metavar="RUN_DIR", help="a finished run folder (csfpk compare --out)")
+    p.add_argument("--format", dest="fmt", default="png", choices=FORMATS, help="file format (default png)")
+    p.add_argument("--out", help="folder for the figures (default RUN_DIR/figures)")
+    p.set_defaults(func=_cmd_plot)
+
+
+def _cmd_compare(args):
+    """Run the sweep into --out (or resume it), print the summary table; a finished run prints its summary."""
+    import pandas as pd
+
+    sweep = load_sweep(args.sweep, n=args.n, seed=args.seed)
+    previous = signal.signal(signal.SIGTERM, _interrupt)  # SIGTERM stops like Ctrl-C: finished chunks are kept
+    try:
+        res = sweep.run(args.out, chunk=args.chunk, curves=args.curves, scheduler=args.scheduler,
+                        overwrite=args.overwrite, progress=args.progress)
+        done = "wrote"
+    except FinishedRunError as exc:
+        res = load_run(exc.folder)
+        done = "already finished (pass --overwrite to run it again):"
+    except KeyboardInterrupt:
+        if args.overwrite:  # the new run was being built beside the old one, which is untouched
+            print(f"csfpk compare: interrupted; the run in {args.out} is unchanged; run the same command again to "
+                  "replace it", file=sys.stderr)
+        else:
+            print(f"csfpk compare: interrupted; the finished chunks in {args.out} are kept; resume with: csfpk "
+                  f"{shlex.join(args.argv)}", file=sys.stderr)
+        return 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    with pd.option_context("display.width", 200, "display.max_columns", 20, "display.max_colwidth", 40):
+        print(res.table.to_string(index=False))
+    print(f"{done} {args.out}/: manifest.json, scenarios/*/metrics-*.parquet, summary.csv, summary.png"
+          + (", curves_summary.csv" if args.curves else ""))
+    return 0
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+def _cmd_plot(args):
+    """Verify the run folder, write its figures and list them."""
+    paths = write_figures(args.run_dir, args.out, fmt=args.fmt)
+    folder = os.path.dirname(paths[0]) if paths else args.out
+    print(f"wrote {len(paths)} figures to {folder}/: " + ", ".join(os.path.basename(p) for p in paths))
+    return 0
+
+
+def _cmd_drugs(args):
     rows = []
     for name in list_drugs():
         d = load_drug(name)
@@ -116,12 +214,6 @@ def _cmd_drugs(args):
 
 
 def _cmd_simulate(args):
-    import os
-
-    from .drug import load_drug
-    from .regimen import Regimen
-    from .simulation import simulate
-
     for path in (args.plot,):
         if path and os.path.splitext(path)[1].lower() not in (".png", ".svg", ".pdf"):
             raise CsfpkError(f"--plot {path!r}: extension not allowed; expected .png, .svg or .pdf")
@@ -145,14 +237,10 @@ def _cmd_simulate(args):
         plot_path = plot_path or os.path.join(args.out, "curves.png")
     frame = res.to_frame()
     if csv_path:
-        from .io import atomic_path
-
         with atomic_path(csv_path) as tmp:
             frame.to_csv(tmp, index=False)
         print(f"wrote {csv_path} ({len(frame)} rows)")
     if plot_path:
-        from . import plot
-
         targets = {f"target {drug.potency_target_nM:g} nM": drug.potency_target_nM} if drug.potency_target_nM else None
         plot.save(plot.curves(res, log=not args.linear, targets=targets), plot_path)
         print(f"wrote {plot_path}")
@@ -167,13 +255,6 @@ def _cmd_simulate(args):
 
 
 def _cmd_validate(args):
-    from .drug import list_drugs, load_drug
-    from .myelosuppression import load_myelosuppression
-    from .paths import params_dir
-    from .physiology import load_physiology
-    from .protocols import list_regimens, load_regimen
-    from .sweep import load_sweep
-
     drugs = list_drugs()
     for name in drugs:
         load_drug(name)
@@ -202,18 +283,19 @@ def _number_or_text(v):
 
 
 def main(argv=None):
+    """Run the ``csfpk`` command line with ``argv`` (default ``sys.argv[1:]``); return the exit status."""
     parser = _parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     if args.command is None:
         parser.print_help()
         return 2
     try:
         return args.func(args)
-    except (CsfpkError, KeyError, FileNotFoundError) as exc:
+    except CsfpkError as exc:
         if args.debug:
             raise
-        msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
-        print(f"csfpk {args.command}: error: {msg}", file=sys.stderr)
+        print(f"csfpk {args.command}: error: {exc}", file=sys.stderr)
         return 2
 
 

@@ -1,53 +1,18 @@
 """Compare regimens of one drug over a virtual population (DESIGN §7, §8).
 
 ``compare`` is the Python face of ``csfpk compare``: each regimen becomes a scenario of the batch
-runner (``csfpk.batch``), simulated for the same subjects (same seed, same parameters), and the
-result holds per-subject metrics and a per-regimen summary.
+runner (``csfpk.batch``), simulated for the same subjects (same seed, same parameters). It returns
+the same ``csfpk.RunResult`` whether the run stays in memory or goes to a run folder:
+``summary`` (numbers), ``table`` (text), ``metrics`` (per subject); ``csfpk.plot`` draws it.
 """
 
-from dataclasses import dataclass
-
+from .batch import run
+from .drug import Drug, load_drug
 from .errors import ParameterError
-
-
-@dataclass(frozen=True, eq=False)
-class Comparison:
-    """Result of ``compare``.
-
-    Attributes
-    ----------
-    summary : one row per regimen, text cells "median [5th–95th]" of the key metrics and
-        P(CSF trough ≥ target) (``summary_numeric`` has the numbers).
-    summary_numeric : one row per regimen; every metric's median, p05, p95 and the PTA columns.
-    metrics : per-subject tidy frame (drug, regimen, population, override, subject, parameters,
-        ``<compartment>_<metric>`` columns; units in ``csfpk.metrics.UNITS``).
-    folder : the run folder, or None.
-    """
-
-    result: object
-
-    @property
-    def summary(self):
-        return self.result.table
-
-    @property
-    def summary_numeric(self):
-        return self.result.summary
-
-    @property
-    def metrics(self):
-        return self.result.metrics
-
-    @property
-    def folder(self):
-        return self.result.folder
-
-    def plot(self, path=None):
-        """CSF Cavg per regimen as boxes (25th–75th) and whiskers (5th–95th), with the target
-        (``csfpk.batch.plot_summary`` → ``csfpk.plot.comparison``)."""
-        from .batch import plot_summary
-
-        return plot_summary(self.result, path)
+from .population import Population
+from .regimen import Regimen
+from .scenario import Scenario
+from .units import hours
 
 
 def compare(drug, regimens, population=None, t_end="28d", *, dt=1.0, out=None, window=None, target_nM=None,
@@ -68,7 +33,7 @@ def compare(drug, regimens, population=None, t_end="28d", *, dt=1.0, out=None, w
 
     Returns
     -------
-    Comparison
+    RunResult
 
     Examples
     --------
@@ -79,13 +44,9 @@ def compare(drug, regimens, population=None, t_end="28d", *, dt=1.0, out=None, w
     ...                     population=csfpk.Population(n=50, seed=1), t_end="28d")
     >>> list(cmp.summary.regimen)
     ['150 mg qd', '1500 mg qw']
+    >>> "CSF Cavg nM" in cmp.table.columns
+    True
     """
-    from .batch import Scenario, run
-    from .drug import Drug, load_drug
-    from .population import Population
-    from .regimen import Regimen
-    from .units import hours
-
     if isinstance(drug, str):
         drug = load_drug(drug)
     if not isinstance(drug, Drug):
@@ -107,6 +68,5 @@ def compare(drug, regimens, population=None, t_end="28d", *, dt=1.0, out=None, w
     scenarios = [Scenario(drug=drug, regimen=reg, population=population, t_end=t_end, dt=dt, regimen_name=str(label),
                           population_name=population.name, overrides=overrides or {}, target_nM=target_nM,
                           window=window) for label, reg in regimens.items()]
-    res = run(scenarios, out, chunk=chunk, curves=curves, client=client, scheduler=scheduler, overwrite=overwrite,
-              progress=progress)
-    return Comparison(res)
+    return run(scenarios, out, chunk=chunk, curves=curves, client=client, scheduler=scheduler, overwrite=overwrite,
+               progress=progress)

@@ -12,7 +12,8 @@ from types import MappingProxyType
 
 from .errors import ParameterError
 from .paths import file_key, params_dir, resolve
-from .quantity import FRACTION, NONNEG, POSITIVE, Spec, check_value, read_document, read_entry, require_keys
+from .quantity import FRACTION, NONNEG, POSITIVE, PicklesMappings, Spec, check_value, read_document, read_entry, require_keys
+from .regimen import ROUTES
 
 PLASMA_SPECS = {
     "F": Spec("1", **FRACTION),
@@ -43,10 +44,10 @@ CSF_SPECS = {
     "CL_in": Spec("L/h", **NONNEG),
     "CL_out": Spec("L/h", **NONNEG),
     "depot_release_half_life": Spec("h", **POSITIVE),
+    "uptake_half_saturation": Spec("mg/L", **POSITIVE),
 }
 BASES = ("total", "unbound")
 SITES = ("lumbar", "ventricular", "cisternal")
-ROUTES = ("oral", "iv", "it_lumbar", "it_ventricular")
 
 
 @dataclass(frozen=True)
@@ -126,6 +127,10 @@ class CSFExchange:
     unbound plasma, sampled at ``site``) with ``equilibration_half_life`` (h), or the mechanistic
     ``CL_in`` (influx of unbound plasma drug, L/h) with ``CL_out`` (efflux besides bulk flow, L/h).
     ``depot_release_half_life`` (h) adds a slow-release CSF depot (liposomal formulations).
+    ``uptake_half_saturation`` (mg/L, unbound plasma) makes the influx saturable: CL_in,eff =
+    CL_in / (1 + fu·C_p / uptake_half_saturation) (Michaelis–Menten carrier-mediated uptake; the
+    penetration ratio is then the low-concentration limit). It makes the model nonlinear (adaptive
+    solvers; the population runner refuses it) and needs the ``single`` CSF layout.
     """
 
     penetration_ratio: float | None = None
@@ -135,6 +140,7 @@ class CSFExchange:
     CL_in: float | None = None
     CL_out: float | None = None
     depot_release_half_life: float | None = None
+    uptake_half_saturation: float | None = None
     ratio_range: tuple | None = None
 
     def __post_init__(self):
@@ -173,11 +179,13 @@ class LabelDose:
 
 
 @dataclass(frozen=True)
-class Drug:
+class Drug(PicklesMappings):
     """A drug: molecular weight, plasma PK, CSF exchange, IIV and provenance.
 
     ``iiv`` maps a plasma parameter name to its coefficient of variation (fraction, not %).
     ``quantities`` maps ``section.key`` to the sourced ``Quantity`` read from the file.
+    ``molecular_targets`` names what the drug inhibits (gene or enzyme names, from the file).
+    ``covariate_model`` maps a plasma parameter to (covariate, slope, reference) (``csfpk.population``).
 
     Examples
     --------
@@ -196,8 +204,9 @@ class Drug:
     potency_target_nM: float | None = None
     table1: MappingProxyType = field(default_factory=lambda: MappingProxyType({}))
     quantities: MappingProxyType = field(default_factory=lambda: MappingProxyType({}))
-    targets: str = ""
+    molecular_targets: tuple = ()
     path: str | None = None
+    covariate_model: MappingProxyType = field(default_factory=lambda: MappingProxyType({}))
 
     def __post_init__(self):
         if not isinstance(self.name, str) or not self.name:
@@ -211,6 +220,7 @@ class Drug:
                 raise ParameterError(f"{self.name}: iiv.{k} names no plasma parameter; allowed: {sorted(PLASMA_SPECS)}")
             check_value(self.name, f"iiv.{k}", cv, Spec("fraction", low=0.0, high=3.0))
         object.__setattr__(self, "iiv", MappingProxyType(dict(self.iiv)))
+        object.__setattr__(self, "covariate_model", MappingProxyType(dict(self.covariate_model)))
 
     def replace(self, **changes):
         """Return a copy with ``changes`` applied (plasma/csf parameters by name are accepted too).
@@ -271,7 +281,7 @@ def _load_drug(key):
     # drugs are frozen, so one object per (file, mtime, size) can be shared safely
     path = Path(key[0])
     doc, where = read_document(path, "csfpk.drug/1", ("name", "molecular_weight", "plasma"),
-                               ("targets", "csf", "table1", "iiv", "label_dose", "potency"))
+                               ("molecular_targets", "csf", "table1", "iiv", "label_dose", "potency", "covariates"))
     if doc["name"] != path.stem:
         raise ParameterError(f"{where}: name = {doc['name']!r} must equal the file name {path.stem!r}")
     quantities = {}
@@ -325,6 +335,11 @@ def _load_drug(key):
         quantities["potency.target"] = q
         target = q.value
 
+    molecular = doc.get("molecular_targets", [])
+    if not isinstance(molecular, list) or not all(isinstance(t, str) and t.strip() for t in molecular):
+        raise ParameterError(f"{where}: molecular_targets = {molecular!r}; expected a list of names, e.g. [\"EGFR\", \"HER2\"]")
+    covariate_model = _read_covariates(f"{where} [covariates]", doc.get("covariates", {}), quantities)
+
     table1 = doc.get("table1", {})
     require_keys(f"{where} [table1]", table1, (),
                  ("dose", "csf_level_nM", "penetration_percent", "reference", "erratum"))
@@ -332,10 +347,39 @@ def _load_drug(key):
         return Drug(
             name=doc["name"], molecular_weight=mw.value, plasma=plasma, csf=csf, iiv=iiv, label_dose=label,
             potency_target_nM=target, table1=MappingProxyType(dict(table1)),
-            quantities=MappingProxyType(quantities), targets=doc.get("targets", ""), path=where,
+            quantities=MappingProxyType(quantities), molecular_targets=tuple(molecular), path=where,
+            covariate_model=covariate_model,
         )
     except ParameterError as exc:
         raise ParameterError(f"{where}: {exc}") from None
+
+
+COVARIATE_UNITS = {"weight": "kg", "bsa": "m2", "crcl": "mL/min"}
+
+
+def _read_covariates(where, table, quantities):
+    """``[covariates.<parameter>]`` tables → ``{parameter: (covariate, slope, reference)}``.
+
+    Each is additive on the typical value (Joerger 2006 for methotrexate's CL):
+    ``θ = θ_typ + slope·(covariate − reference)``, then multiplied by exp(η).
+    """
+    out = {}
+    for param, t in table.items():
+        w = f"{where[:-1]}.{param}]"
+        if param not in PLASMA_SPECS:
+            raise ParameterError(f"{w}: {param} names no plasma parameter; allowed: {sorted(PLASMA_SPECS)}")
+        if not isinstance(t, dict):
+            raise ParameterError(f"{w}: expected a table with covariate, slope and reference")
+        require_keys(w, t, ("covariate", "slope", "reference"))
+        cov = t["covariate"]
+        if cov not in COVARIATE_UNITS:
+            raise ParameterError(f"{w}: covariate = {cov!r} is not allowed; expected one of {sorted(COVARIATE_UNITS)}")
+        unit = COVARIATE_UNITS[cov]
+        slope = read_entry(w, "slope", t["slope"], Spec(f"{PLASMA_SPECS[param].unit} per {unit}"))
+        ref = read_entry(w, "reference", t["reference"], Spec(unit, **POSITIVE))
+        quantities[f"covariates.{param}.slope"], quantities[f"covariates.{param}.reference"] = slope, ref
+        out[param] = (cov, slope.value, ref.value)
+    return out
 
 
 def list_drugs():

@@ -25,3 +25,8 @@ def field_error(cls, where, field, value, allowed):
     """Build ``cls`` with the standard message: where, field, value, allowed."""
     prefix = f"{where}: " if where else ""
     return cls(f"{prefix}{field} = {value!r} is not allowed; expected {allowed}")
+
+
+class ObservationError(CsfpkError, ValueError):
+    """Observations or the dosing given for them are unusable (missing column, negative or NaN
+    concentration, a sample before the first dose, no rows...)."""

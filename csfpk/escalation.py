@@ -4,7 +4,8 @@ The seed study's pemetrexed rule (Fan et al., BMC Cancer 2023, seed 000): start 
 per injection up to 50 mg, and return to the previous dose level when the patient develops grade
 ≥ 3 myelosuppression, then continue. csfpk reads it as, at each injection k > 1:
 
-* a grade ≥ ``step_back_grade`` episode (leukocytes or neutrophils, CTCAE v4.03) that began since
+* a grade ≥ ``step_back_grade`` episode (any lineage of the PD file: leukocytes, neutrophils or
+  platelets, CTCAE v4.03) that began since
   the previous injection → one level back (never below ``start``); the decision is taken once per
   injection, so several dips between two injections are one event and one step back;
 * an episode still going on from before → hold the level (one step back per episode, not per
@@ -14,6 +15,7 @@ per injection up to 50 mg, and return to the previous dose level when the patien
 The runner is interval by interval and plain Python: before each injection it simulates the PK
 (exact, linear) with the doses given so far, drives the Friberg model with the plasma curve and
 reads the grades since the previous injection. The result records the dose actually given.
+``csfpk.escalation_population`` runs the same rule for many subjects at once in numba.
 """
 
 from dataclasses import dataclass
@@ -21,7 +23,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from .errors import ScheduleError
+from .myelosuppression import counts_along, load_myelosuppression
 from .regimen import ROUTES, Record, Regimen
+from .result import SimulationResult
+from .simulation import as_model, output_grid, solve
 from .units import dose_mg, hours
 
 
@@ -114,9 +119,6 @@ def run_escalation(drug, escalation: Escalation, t_end=None, dt=0.25, *, csf_lay
     """
     import pandas as pd_
 
-    from .myelosuppression import counts_along, load_myelosuppression
-    from .simulation import as_model, output_grid, solve
-
     pd = pd or load_myelosuppression()
     model = as_model(drug, csf_layout=csf_layout, physiology=physiology)
     slope = pd.slope(model.name)
@@ -166,8 +168,6 @@ def run_escalation(drug, escalation: Escalation, t_end=None, dt=0.25, *, csf_lay
                      "action": action})
     regimen = Regimen(tuple(records), name=escalation.name)
     amounts, tl, used = solve(model, regimen, grid, method="exact")
-    from .result import SimulationResult
-
     res = SimulationResult(times=grid, amounts=amounts, model=model, method=used, doses=tl.doses, regimen=regimen)
     cp = res.conc("plasma")
     frames = []

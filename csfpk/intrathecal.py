@@ -1,7 +1,7 @@
 """Exposure report of an intrathecal regimen: CSF by region, plasma, and the marrow (issue 3).
 
 For each CSF output (``csf`` or the four regions) and for plasma: Cmax (nM), AUC over the whole
-simulation (µM·h, linear trapezoid, ``csfpk.metrics``) and the time with C ≥ the threshold (h; by
+simulation (µM·h, linear trapezoid, ``csfpk.metrics``) and the time with C ≥ the target (h; by
 default the drug file's [potency] target: methotrexate 1 µM, Yen 1978); from the Friberg model,
 the leukocyte and neutrophil nadirs (10⁹/L), their days and the worst CTCAE grade.
 """
@@ -12,15 +12,15 @@ from . import metrics
 from .units import mg_per_L_to_nM
 
 
-def exposure_table(result, counts, threshold_nM, label=""):
+def exposure_table(result, counts, target_nM, label=""):
     """One row of IT exposure metrics (a dict) for a ``SimulationResult`` and its blood counts."""
     row = {"regimen": label, "drug": result.model.name, "doses": len(result.doses),
-           "total_dose_mg": float(sum(d[2] for d in result.doses)), "threshold_nM": threshold_nM}
+           "total_dose_mg": float(sum(d[2] for d in result.doses)), "target_nM": target_nM}
     for name in result.compartments:
         if name == "plasma_unbound":
             continue
         c = mg_per_L_to_nM(result.conc(name), result.model.molecular_weight)
-        m = metrics.exposure(c, result.times, target=threshold_nM)
+        m = metrics.exposure(c, result.times, target=target_nM)
         row[f"{name}_cmax_nM"] = float(m["cmax"])
         row[f"{name}_auc_uM_h"] = float(m["auc"]) / 1000.0
         if name != "plasma":

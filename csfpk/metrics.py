@@ -37,6 +37,8 @@ Examples
 
 import numpy as np
 
+from .units import mg_per_L_to_nM
+
 NAMES = ("cmax", "tmax", "trough", "cavg", "auc", "time_above", "pct_above")
 UNITS = {"cmax": "nM", "tmax": "h", "trough": "nM", "cavg": "nM", "auc": "nM·h", "time_above": "h",
          "pct_above": "%"}
@@ -138,8 +140,6 @@ def exposure(conc, times, target=np.inf, window=None, dose_times=()):
 
 def of_result(result, target_nM=np.inf, window=None):
     """Metrics of every compartment of a ``SimulationResult``: ``{compartment: {metric: value}}`` (nM, h)."""
-    from .units import mg_per_L_to_nM
-
     dose_times = [d[0] for d in result.doses]
     out = {}
     for name in result.compartments:

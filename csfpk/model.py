@@ -18,6 +18,9 @@ CSF, ``single`` layout (one well-mixed region of volume V_csf, bulk flow Q_bulk 
 
     dA_csf/dt = CL_in·fu·C_p − (CL_out + Q_bulk)·C_csf
 
+(with ``csf.uptake_half_saturation`` K_u the influx saturates, CL_in·fu·C_p / (1 + fu·C_p/K_u): a
+nonlinear term of ``_kernels/rhs.py``, so R below is its low-concentration limit)
+
 At steady state under constant plasma concentration, C_csf/C_p = CL_in·fu/(CL_out + Q_bulk), and
 the CSF relaxes to it with rate constant k_csf = (CL_out + Q_bulk)/V_csf. Given a penetration
 ratio R (on total plasma: C_csf = R·C_p; on unbound plasma: C_csf = R·fu·C_p) and an equilibration
@@ -50,10 +53,11 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from ._kernels.codes import NL_CENTRAL, NL_DCL, NL_KIND, NL_KM, NL_SINK, NL_SIZE, NL_V1, NL_VMAX
+from ._kernels.codes import (NL_ASAT, NL_CENTRAL, NL_CSF, NL_DCL, NL_KIN, NL_KIND, NL_KM, NL_SINK, NL_SIZE, NL_V1,
+                             NL_VMAX)
 from .drug import Drug
 from .errors import ParameterError, ScheduleError
-from .physiology import Physiology
+from .physiology import Physiology, load_physiology
 
 LAYOUTS = ("single", "regional")
 REGIONS = ("csf_ventricles", "csf_cisterna", "csf_cranial", "csf_lumbar")
@@ -102,7 +106,7 @@ class Model:
     @property
     def linear(self):
         """True when the model is linear and time-invariant (the exact solver applies)."""
-        return self.nl[NL_VMAX] == 0.0 and self.nl[NL_DCL] == 0.0
+        return self.nl[NL_VMAX] == 0.0 and self.nl[NL_DCL] == 0.0 and self.nl[NL_ASAT] == 0.0
 
     def index(self, cmt):
         """State index of ``cmt`` (a state name, or a 1-based NONMEM compartment number)."""
@@ -286,8 +290,6 @@ def build_model(drug: Drug, physiology: Physiology | None = None, csf_layout="si
         (plasma only; for drugs without CSF data).
     """
     if physiology is None:
-        from .physiology import load_physiology
-
         physiology = load_physiology("adult")
     states, has_depot, Ks, derived = _graph(drug, physiology, csf_layout, {})
     K = Ks[0]
@@ -311,6 +313,13 @@ def build_model(drug: Drug, physiology: Physiology | None = None, csf_layout="si
         nl[NL_VMAX], nl[NL_KM] = p.Vmax, p.Km
     if p.CL_induced is not None:
         nl[NL_DCL], nl[NL_KIND] = p.CL_induced - p.CL, p.k_induction
+    if csf_layout != "none" and drug.csf.uptake_half_saturation is not None:
+        # saturable CSF influx (module docstring of _kernels/rhs.py): A_sat = K_u·V1/fu, K_u unbound mg/L
+        if csf_layout != "single":
+            raise ParameterError(f"{drug.name}: csf.uptake_half_saturation (saturable CSF uptake) needs "
+                                 f"csf_layout='single'; got {csf_layout!r}")
+        nl[NL_CSF], nl[NL_KIN] = ix["csf"], K[ix["csf"], c]
+        nl[NL_ASAT] = drug.csf.uptake_half_saturation * p.V1 / p.fu
 
     routes = {"oral": ix["depot"], "iv": c}
     if csf_layout == "single":

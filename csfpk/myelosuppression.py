@@ -1,8 +1,8 @@
 """Myelosuppression (Friberg model) driven by plasma concentration, with CTCAE v4.03 grading.
 
-Parameters live in ``params/pd/myelosuppression.toml`` (system parameters per lineage, a drug-effect
-slope per drug, CTCAE thresholds), each with unit and source. The model equations are in
-``csfpk._kernels.friberg``.
+Parameters live in ``params/pd/myelosuppression.toml`` (system parameters per lineage — leukocytes,
+neutrophils, platelets —, a drug-effect slope per drug, CTCAE thresholds and inter-individual
+variability), each with unit and source. The model equations are in ``csfpk._kernels.friberg``.
 
 Examples
 --------
@@ -11,10 +11,10 @@ Examples
 >>> res = csfpk.simulate("pemetrexed", csfpk.Regimen.every(amt=10, ii="3.5d", n=4, route="it_lumbar"), t_end="4w")
 >>> counts = blood_counts(res)
 >>> sorted(counts.lineage.unique())
-['leukocytes', 'neutrophils']
+['leukocytes', 'neutrophils', 'platelets']
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import MappingProxyType
 
 import numpy as np
@@ -23,21 +23,26 @@ from .errors import ParameterError
 from .paths import params_dir
 from .quantity import POSITIVE, Spec, read_document, read_entry, require_keys
 
-LINEAGES = ("leukocytes", "neutrophils")
+LINEAGES = ("leukocytes", "neutrophils", "platelets")
 _SYSTEM = {"Circ0": Spec("10^9/L", **POSITIVE), "MTT": Spec("h", **POSITIVE), "gamma": Spec("1", low=0.0, high=2.0)}
+_KCIRC = Spec("1/h", **POSITIVE)
 _GRADES = ("grade1", "grade2", "grade3", "grade4")
+_CV = Spec("%CV", low=0.0, high=300.0)
+IIV_SYSTEM = ("Circ0", "MTT")  # per lineage; the drug-effect slope has one CV for every drug
 
 
 @dataclass(frozen=True)
 class Lineage:
-    """System parameters of one blood lineage: baseline Circ0 (10⁹/L), MTT (h), feedback γ, and
-    CTCAE lower bounds of grades 1–4 (10⁹/L; grade k when the count is below ``thresholds[k-1]``)."""
+    """System parameters of one blood lineage: baseline Circ0 (10⁹/L), MTT (h), feedback γ,
+    CTCAE lower bounds of grades 1–4 (10⁹/L; grade k when the count is below ``thresholds[k-1]``)
+    and ``kcirc`` (1/h), the loss rate of circulating cells (None: k_tr = 4/MTT, Friberg 2002)."""
 
     name: str
     circ0: float
     mtt: float
     gamma: float
     thresholds: tuple
+    kcirc: float | None = None
 
     def grade(self, counts):
         """CTCAE grade (0–4) of each count."""
@@ -50,11 +55,15 @@ class Lineage:
 
 @dataclass(frozen=True)
 class Myelosuppression:
-    """The PD parameter set: lineages and drug-effect slopes (L/mg, on total plasma mg/L)."""
+    """The PD parameter set: lineages and drug-effect slopes (L/mg, on total plasma mg/L).
+
+    ``iiv`` holds CV fractions: ``{lineage: {"Circ0": cv, "MTT": cv}, "slope": cv}`` (empty: none).
+    """
 
     lineages: MappingProxyType
     slopes: MappingProxyType
     quantities: MappingProxyType
+    iiv: MappingProxyType = field(default_factory=lambda: MappingProxyType({}))
 
     def slope(self, drug_name):
         if drug_name not in self.slopes:
@@ -68,15 +77,16 @@ class Myelosuppression:
 def load_myelosuppression(path=None):
     """Load ``params/pd/myelosuppression.toml`` strictly."""
     path = path or params_dir() / "pd" / "myelosuppression.toml"
-    doc, where = read_document(path, "csfpk.pd/1", ("name", "system", "drug_effect", "ctcae"))
+    doc, where = read_document(path, "csfpk.pd/1", ("name", "system", "drug_effect", "ctcae"), ("iiv",))
     q = {}
     lineages = {}
     require_keys(f"{where} [system]", doc["system"], LINEAGES)
     require_keys(f"{where} [ctcae]", doc["ctcae"], LINEAGES)
     for lin in LINEAGES:
         sys_t = doc["system"][lin]
-        require_keys(f"{where} [system.{lin}]", sys_t, tuple(_SYSTEM))
+        require_keys(f"{where} [system.{lin}]", sys_t, tuple(_SYSTEM), ("kcirc",))
         vals = {k: read_entry(f"{where} [system.{lin}]", k, sys_t[k], spec) for k, spec in _SYSTEM.items()}
+        kcirc = read_entry(f"{where} [system.{lin}]", "kcirc", sys_t["kcirc"], _KCIRC) if "kcirc" in sys_t else None
         ct = doc["ctcae"][lin]
         require_keys(f"{where} [ctcae.{lin}]", ct, _GRADES)
         thr = [read_entry(f"{where} [ctcae.{lin}]", g, ct[g], Spec("10^9/L", **POSITIVE)) for g in _GRADES]
@@ -84,15 +94,34 @@ def load_myelosuppression(path=None):
             raise ParameterError(f"{where} [ctcae.{lin}]: grade thresholds must decrease from grade1 to grade4")
         for k, v in vals.items():
             q[f"system.{lin}.{k}"] = v
+        if kcirc is not None:
+            q[f"system.{lin}.kcirc"] = kcirc
         lineages[lin] = Lineage(lin, vals["Circ0"].value, vals["MTT"].value, vals["gamma"].value,
-                                tuple(t.value for t in thr))
+                                tuple(t.value for t in thr), None if kcirc is None else kcirc.value)
     slopes = {}
     for drug, t in doc["drug_effect"].items():
         require_keys(f"{where} [drug_effect.{drug}]", t, ("slope",))
         e = read_entry(f"{where} [drug_effect.{drug}]", "slope", t["slope"], Spec("L/mg", low=0.0))
         q[f"drug_effect.{drug}.slope"] = e
         slopes[drug] = e.value
-    return Myelosuppression(MappingProxyType(lineages), MappingProxyType(slopes), MappingProxyType(q))
+    iiv = {}
+    doc_iiv = doc.get("iiv", {})
+    require_keys(f"{where} [iiv]", doc_iiv, (), LINEAGES + ("drug_effect",))
+    for lin in LINEAGES:
+        if lin in doc_iiv:
+            t = doc_iiv[lin]
+            require_keys(f"{where} [iiv.{lin}]", t, (), IIV_SYSTEM)
+            entries = {k: read_entry(f"{where} [iiv.{lin}]", k, t[k], _CV) for k in t}
+            q.update({f"iiv.{lin}.{k}": e for k, e in entries.items()})
+            iiv[lin] = MappingProxyType({k: e.value / 100.0 for k, e in entries.items()})
+    if "drug_effect" in doc_iiv:
+        require_keys(f"{where} [iiv.drug_effect]", doc_iiv["drug_effect"], (), ("slope",))
+        if "slope" in doc_iiv["drug_effect"]:
+            entry = read_entry(f"{where} [iiv.drug_effect]", "slope", doc_iiv["drug_effect"]["slope"], _CV)
+            q["iiv.drug_effect.slope"] = entry
+            iiv["slope"] = entry.value / 100.0
+    return Myelosuppression(MappingProxyType(lineages), MappingProxyType(slopes), MappingProxyType(q),
+                            MappingProxyType(iiv))
 
 
 def counts_along(times, conc_mg_L, lineage: Lineage, slope, substeps=4):
@@ -107,12 +136,12 @@ def counts_along(times, conc_mg_L, lineage: Lineage, slope, substeps=4):
         raise ParameterError("times must increase strictly")
     out = np.empty((times.size, 5))
     friberg.run(times, conc, float(lineage.circ0), float(lineage.mtt), float(lineage.gamma), float(slope),
-                np.int64(substeps), out)
+                float(lineage.kcirc or 0.0), np.int64(substeps), out)
     return out[:, 4]
 
 
 def blood_counts(result, pd=None):
-    """Tidy frame of leukocyte and neutrophil counts along a simulation's plasma curve.
+    """Tidy frame of leukocyte, neutrophil and platelet counts along a simulation's plasma curve.
 
     Columns: time_h, lineage, count_1e9_L, grade (CTCAE v4.03).
     """

@@ -10,7 +10,7 @@ from types import MappingProxyType
 
 from .errors import ParameterError
 from .paths import file_key, resolve
-from .quantity import POSITIVE, Spec, check_value, read_document, read_entry, require_keys
+from .quantity import POSITIVE, PicklesMappings, Spec, check_value, read_document, read_entry, require_keys
 
 CSF_SPECS = {"volume": Spec("L", **POSITIVE), "bulk_flow": Spec("L/h", **POSITIVE)}
 REGIONAL_SPECS = {
@@ -27,7 +27,7 @@ BODY_SPECS = {"weight": Spec("kg", **POSITIVE), "bsa": Spec("m2", **POSITIVE), "
 
 
 @dataclass(frozen=True)
-class Physiology:
+class Physiology(PicklesMappings):
     """CSF physiology (volumes in L, flows in L/h) and default body size.
 
     ``csf_volume`` and ``bulk_flow`` define the ``single`` layout; the ``regional`` layout uses the

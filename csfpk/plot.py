@@ -3,14 +3,16 @@
 Every function takes results and returns a ``matplotlib.figure.Figure``; ``save(fig, path)``
 writes PNG, SVG or PDF by the file's extension.
 
-=====================  ==================================================================
-``curves``             one simulation: concentration–time per compartment, targets, doses
+=====================  ===========================================================``curves``             one simulation: concentration–time per compartment, targets, doses
 ``population_bands``   a population: median, 25th–75th and 5th–95th percentile ribbons
-                       per regimen (from a run folder, a ``RunResult`` or a ``Comparison``)
+                       per regimen (from a ``RunResult`` or a run folder)
 ``comparison``         one metric per regimen (box 25th–75th, whiskers 5th–95th, median),
                        sorted, one panel per drug, target line where it applies
 ``csf_regions``        intrathecal arms: CSF concentration by region, one panel per arm
 ``blood_course``       intrathecal arms: blood counts with the doses actually given
+``summary_figure``     a run's CSF Cavg per regimen (the run folder's ``summary.png``)
+=======
+``dose_exposure``      plasma and CSF Cavg/Cmax against dose, published points overlaid
 =====================  ==================================================================
 
 Defaults are meant for print: widths of a journal column (``SINGLE_COLUMN_IN`` 3.5 in,
@@ -25,7 +27,16 @@ Artists that tests and scripts may want to find carry a ``gid``: ``"median"``,
 
 import math
 
+from . import metrics
+from .drug import Drug, load_drug
 from .errors import ParameterError
+from .io import atomic_path
+from .myelosuppression import load_myelosuppression
+from .paths import params_dir
+from .regimen import Regimen
+from .runresult import as_run
+from .simulation import simulate
+from .units import hours
 
 _UNITS = {"nM": ("conc_nM", "nM"), "ng/mL": ("conc_ng_mL", "ng/mL"), "mg/L": ("conc_mg_L", "mg/L")}
 # Okabe–Ito palette: distinguishable with colour-blindness and in greyscale (with line styles)
@@ -220,8 +231,6 @@ def save(fig, path, *, dpi=200):
     ext = os.path.splitext(str(path))[1].lower()
     if ext not in (".png", ".svg", ".pdf"):
         raise ParameterError(f"plot file {str(path)!r}: extension {ext!r} is not allowed; expected .png, .svg or .pdf")
-    from .io import atomic_path
-
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=dpi, format=ext[1:])
     _plt().close(fig)
@@ -237,7 +246,7 @@ def population_bands(source, *, compartment="csf", drug=None, regimens=None, uni
 
     Parameters
     ----------
-    source : a run folder written with ``--curves`` (path), a ``RunResult`` or a ``Comparison``
+    source : a run folder written with ``--curves`` (path), or a ``RunResult``
         run with ``curves=True``. An in-memory result keeps only the 5th/50th/95th percentiles,
         so its figure has no 25th–75th ribbon.
     compartment : ``"csf"``, ``"plasma"``, ``"plasma_unbound"`` or a regional CSF output.
@@ -263,13 +272,11 @@ def population_bands(source, *, compartment="csf", drug=None, regimens=None, uni
     >>> fig.axes[0].get_ylabel()
     'CSF concentration (nM)'
     """
-    from .figures import load_run
-
     import numpy as np
 
     _, unit_label = _check_units(units)
     scale, xlabel = _time_scale(time_unit)
-    run = load_run(source)
+    run = as_run(source)
     if drug is None and len(run.drugs) > 1:
         raise ParameterError(f"this run holds several drugs {run.drugs}; choose one with drug=")
     rows = run.select(drug=drug, regimens=regimens)
@@ -347,7 +354,7 @@ def comparison(source, metric="csf_trough", *, drugs=None, sort=True, log=None, 
 
     Parameters
     ----------
-    source : a run folder (path), a ``RunResult``, a ``Comparison``, or a summary frame
+    source : a ``RunResult``, a run folder (path) or a summary frame
         (``RunResult.summary``, median/p05/p95 columns only).
     metric : ``<compartment>_<metric>``: compartment ``csf``, ``plasma``, ``plasma_unbound`` or a
         regional CSF output; metric ``cmax``, ``trough``, ``cavg``, ``auc``, ``tmax``,
@@ -375,13 +382,11 @@ def comparison(source, metric="csf_trough", *, drugs=None, sort=True, log=None, 
     """
     import numpy as np
 
-    from .figures import load_run
-
     compartment, name = _split_metric(metric)
     label, unit, factor = _METRICS[name]
     if log is None:
         log = unit in ("nM", "µM·h", "ratio")
-    run = load_run(source)
+    run = as_run(source)
     column = f"{compartment}_{name}"
     run.check_metric(column)
     rows = run.select(drugs=drugs)
@@ -511,15 +516,25 @@ def _metric_limits(ax, values, target, log, unit):
         ax.set_xlim(min(0.0, lo - 0.05 * span) if lo >= 0 else lo - 0.05 * span, hi + 0.05 * span)
 
 
+def summary_figure(source):
+    """CSF Cavg per regimen, one panel per drug, target dotted (``comparison`` of ``<csf>_cavg``).
+
+    The figure a run folder keeps as ``summary.png``: boxes span the 25th–75th percentile of the
+    per-subject values, whiskers the 5th–95th, the thick tick is the median.
+    """
+    run = as_run(source)
+    return comparison(run, f"{run.csf_compartment() or 'plasma'}_cavg")
+
+
 # ----------------------------------------------------------------------------- intrathecal
-def csf_regions(arms, *, units="nM", threshold_nM=None, time_unit="d", t_max=None, decades=6):
+def csf_regions(arms, *, units="nM", target_nM=None, time_unit="d", t_max=None, decades=6):
     """CSF concentration by region, one panel per arm, all panels on one concentration scale.
 
     Parameters
     ----------
     arms : ``{label: (SimulationResult, counts or None)}``, results with CSF outputs (regional or single).
     units : ``"nM"``, ``"ng/mL"`` or ``"mg/L"``.
-    threshold_nM : a horizontal target line (default: each arm's drug potency target, if it has one).
+    target_nM : a horizontal target line (default: each arm's drug potency target, if it has one).
     time_unit : ``"h"`` or ``"d"``.
     t_max : last time shown (h or duration string); intrathecal spikes are readable over days, not months.
     decades : orders of magnitude shown below the highest peak of all arms.
@@ -538,8 +553,6 @@ def csf_regions(arms, *, units="nM", threshold_nM=None, time_unit="d", t_max=Non
     nrow = -(-len(labels) // ncol)
     fig, axes = plt.subplots(nrow, ncol, figsize=(DOUBLE_COLUMN_IN, 2.3 * nrow + 0.5), sharex=True, sharey=True,
                              squeeze=False, layout="constrained")
-    from .units import hours
-
     t_max = hours(t_max, "t_max") if t_max is not None else None
     peak = 0.0
     extra, peaks = {}, {}
@@ -556,7 +569,7 @@ def csf_regions(arms, *, units="nM", threshold_nM=None, time_unit="d", t_max=Non
             y[y <= 0] = float("nan")
             ax.plot(sub.time_h / scale, y, color=PALETTE[i], linestyle=LINESTYLES[i], lw=1.3,
                     label=_LABELS.get(name, name))
-        target = threshold_nM if threshold_nM is not None else _target(res)
+        target = target_nM if target_nM is not None else _target(res)
         if target:
             value = float(_from_nM(target, units, res.model.molecular_weight))
             (h,) = ax.plot([0, 1], [value, value], transform=ax.get_yaxis_transform(), color="0.3", lw=0.9,
@@ -620,7 +633,6 @@ def blood_course(arms, *, lineage="leukocytes", time_unit="d"):
     """
     scale, xlabel = _time_scale(time_unit)
     plt = _plt()
-    from .myelosuppression import load_myelosuppression
 
     lin = load_myelosuppression().lineages[lineage]
     fig, (ax, axd) = plt.subplots(2, 1, figsize=(DOUBLE_COLUMN_IN, 4.6), sharex=True, height_ratios=(2.2, 1.0),
@@ -656,10 +668,283 @@ def blood_course(arms, *, lineage="leukocytes", time_unit="d"):
 
 
 def _target(result):
-    from .drug import load_drug
-    from .errors import ParameterError
-
     try:
         return load_drug(result.model.name).potency_target_nM
     except ParameterError:  # a model built in Python has no drug file
         return None
+
+
+# ----------------------------------------------------------------------------- exposure against dose
+_DOSE_METRICS = {"cavg": ("Cavg", "-", "o"), "cmax": ("Cmax", "--", "s")}
+_OBS_SITES = {"plasma": "plasma", "csf_lumbar": "csf"}
+_OBS_METRICS = {"cavg_ss": "cavg", "cmax": "cmax"}
+
+
+def dose_exposure(drug, doses, regimen_builder=None, *, window=None, units="nM", observations=True, log=True,
+                  dt=0.25, width=DOUBLE_COLUMN_IN):
+    """Plasma and CSF exposure (Cavg, Cmax) of one typical subject against dose, published points overlaid.
+
+    Each dose D is simulated with ``regimen_builder(D)`` and its Cavg (AUC over the window / its
+    length) and Cmax over the window are drawn against D, plasma on the left, CSF on the right. A
+    dotted line extends the lowest dose's Cavg in proportion to dose, so that a less than
+    proportional increase (dose-dependent bioavailability) is visible at a glance. Published
+    steady-state levels of the drug (``params/observations/tki.csv``, metrics ``cavg_ss`` and
+    ``cmax`` at ``plasma`` or ``csf_lumbar``) are overlaid: filled markers when the study's dosing
+    interval is the builder's, open markers when the study used another schedule.
+
+    Parameters
+    ----------
+    drug : a drug name or ``Drug``.
+    doses : doses to simulate, mg (at least two, > 0).
+    regimen_builder : callable dose (mg) → ``Regimen``; default: the drug's label interval for 28 days.
+    window : (t0, t1) in h; default: the last dosing interval of each regimen (steady state when
+        the regimen is long enough), stated in the title.
+    units : ``"nM"``, ``"ng/mL"`` or ``"mg/L"``.
+    observations : overlay the published points.
+    log : logarithmic axes (both).
+    dt : output step of the simulations, h.
+
+    Returns
+    -------
+    matplotlib.figure.Figure with axes "plasma" and "CSF"; lines carry gid ``"cavg"``, ``"cmax"``,
+    ``"proportional"``; published markers gid ``"published"``.
+
+    Examples
+    --------
+    >>> import csfpk
+    >>> fig = csfpk.plot.dose_exposure("erlotinib", [150, 600, 1500],
+    ...                                lambda d: csfpk.Regimen.every(amt=d, ii="7d", n=4))
+    >>> fig.axes[1].get_ylabel()
+    'CSF concentration (nM)'
+    """
+    import numpy as np
+
+    _check_units(units)
+    if isinstance(drug, str):
+        drug = load_drug(drug)
+    if not isinstance(drug, Drug):
+        raise ParameterError(f"drug = {drug!r} is not a drug; pass a name or csfpk.load_drug(name)")
+    doses = [float(d) for d in doses]
+    if len(doses) < 2 or not all(math.isfinite(d) and d > 0 for d in doses):
+        raise ParameterError(f"doses = {doses!r} is not allowed; expected at least two doses > 0 mg")
+    doses = sorted(doses)
+    if regimen_builder is None:
+        if drug.label_dose is None:
+            raise ParameterError(f"{drug.name}: has no [label_dose]; pass regimen_builder")
+        ii = drug.label_dose.ii
+        regimen_builder = lambda d: Regimen.every(amt=d, ii=ii, n=max(1, int(round(672.0 / ii))))  # noqa: E731
+    rows = {m: {"plasma": [], "csf": []} for m in _DOSE_METRICS}
+    for d in doses:
+        reg = regimen_builder(d)
+        if not isinstance(reg, Regimen):
+            raise ParameterError(f"regimen_builder({d:g}) returned {reg!r}; expected a csfpk.Regimen")
+        last = reg.records[-1]
+        t_last = last.time + last.addl * last.ii
+        tau = last.ii if last.ii > 0 else 24.0
+        win = window or (t_last, t_last + tau)
+        res = simulate(drug, reg, t_end=win[1], dt=dt)
+        for comp in ("plasma", "csf"):
+            c = _from_nM(res.to_frame([comp]).conc_nM.to_numpy(), units, drug.molecular_weight)
+            rows["cavg"][comp].append(float(metrics.cavg(c, res.times, win)))
+            rows["cmax"][comp].append(float(metrics.cmax(c, res.times, win)))
+    first = regimen_builder(doses[0])
+    interval = _regimen_text(first)
+    published = _published_points(drug, units, first.records[-1].ii) if observations else []
+
+    plt = _plt()
+    fig, axes = plt.subplots(1, 2, figsize=(width, 3.0), layout="constrained")
+    for ax, comp in zip(axes, ("plasma", "csf")):
+        for i, (m, (label, style, marker)) in enumerate(_DOSE_METRICS.items()):
+            ax.plot(doses, rows[m][comp], color=PALETTE[i], linestyle=style, marker=marker, ms=3.5, lw=1.4,
+                    label=f"model {label}", gid=m)
+        base = rows["cavg"][comp][0]
+        ax.plot(doses, [base * d / doses[0] for d in doses], color="0.45", lw=1.0, linestyle=":",
+                label=f"Cavg ∝ dose (from {doses[0]:g} mg)", gid="proportional")
+        for k, (site, metric, dose, value, same, study) in enumerate(p for p in published if p[0] == comp):
+            color = PALETTE[0 if metric == "cavg" else 1]
+            ax.plot([dose], [value], linestyle="none", marker="D" if metric == "cavg" else "^", ms=6,
+                    markerfacecolor=color if same else "white", markeredgecolor=color, markeredgewidth=1.2,
+                    label=f"published {_DOSE_METRICS[metric][0]}" + ("" if same else " (other schedule)"),
+                    gid="published", zorder=5)
+            ax.annotate(_short_citation(study), xy=(dose, value), xytext=(5, -2 if k % 2 else 4),
+                        textcoords="offset points", fontsize=_FONT - 2, color="0.3", ha="left",
+                        bbox={"boxstyle": "round,pad=0.1", "fc": "white", "ec": "none", "alpha": 0.8})
+        if log:
+            ax.set_xscale("log")
+            ax.set_yscale("log")
+            _log_axis(ax, "x")
+            _log_axis(ax, "y")
+        ax.set_xlabel("dose (mg)", fontsize=9)
+        ax.set_ylabel(f"{_SHORT[comp]} concentration ({_UNITS[units][1]})", fontsize=9)
+        ax.set_title(_LABELS[comp], fontsize=9)
+        _tidy(ax)
+    handles, labels = [], []
+    for ax in axes:
+        for h, lab in zip(*ax.get_legend_handles_labels()):
+            if lab not in labels:
+                handles.append(h)
+                labels.append(lab)
+    fig.legend(handles, labels, loc="outside lower center", ncol=3, frameon=False, fontsize=_FONT - 1)
+    when = "last dosing interval" if window is None else f"window {window[0]:g}–{window[1]:g} h"
+    fig.suptitle(f"{drug.name}: {interval}; Cavg and Cmax over the {when} (typical subject)", fontsize=9)
+    return fig
+
+
+def _short_citation(citation):
+    """A marker label: 'Togashi 2012' (author et al.), 'abstract 3594', 'label'."""
+    import re
+
+    if citation.lower().startswith("label"):
+        return "label"
+    author = re.match(r"\s*([A-Z][A-Za-z'-]+) [A-Z]+ et al", citation)
+    year = re.search(r"(?:19|20)\d\d(?=[;\s(])", citation)
+    if author:
+        return f"{author.group(1)} {year.group(0) if year else ''}".strip()
+    abstract = re.search(r"[Aa]bstract (\d+)", citation)
+    return f"abstract {abstract.group(1)}" if abstract else citation.split(".")[0][:20]
+
+
+def _regimen_text(reg):
+    """'every 24 h, 28 doses' style description of a regimen's records."""
+    parts = []
+    for r in reg.records:
+        n = r.addl + 1
+        every = f"every {r.ii / 24:g} d" if r.ii >= 48 and r.ii % 24 == 0 else f"every {r.ii:g} h"
+        parts.append(f"{every}, {n} doses" if n > 1 else "single dose")
+    return "; then ".join(parts)
+
+
+def _published_points(drug, units, ii):
+    """(site, metric, dose mg, value in ``units``, dosed every ``ii`` h?, citation) of the drug's published rows."""
+    import csv
+
+    path = params_dir() / "observations" / "tki.csv"
+    if not path.is_file():
+        return []
+    mw = drug.molecular_weight
+    to_mg_L = {"mg/L": 1.0, "ng/mL": 1e-3, "nM": mw / 1e6}
+    from_mg_L = {"mg/L": 1.0, "ng/mL": 1e3, "nM": 1e6 / mw}[units]
+    out = []
+    with open(path, newline="") as fh:
+        for row in csv.DictReader(fh):
+            if (row["drug"] != drug.name or row["site"] not in _OBS_SITES or row["metric"] not in _OBS_METRICS
+                    or row["unit"] not in to_mg_L):
+                continue
+            last = row["regimen"].split(";")[-1]
+            row_ii = float(last.split("@")[1].split("*")[0])
+            out.append((_OBS_SITES[row["site"]], _OBS_METRICS[row["metric"]], float(row["dose_mg"]),
+                        float(row["value"]) * to_mg_L[row["unit"]] * from_mg_L, abs(row_ii - ii) < 1e-9,
+                        row["citation"]))
+    return out
+
+
+# ----------------------------------------------------------------------------- fits (csfpk.fit)
+def _fit_units(fit, units):
+    _check_units(units)
+    mw = fit.drug.molecular_weight
+    return (lambda mg_L: mg_L / mw * 1e6) if units == "nM" else (lambda mg_L: mg_L * (1e3 if units == "ng/mL" else 1.0))
+
+
+def fit_observed_vs_predicted(fit, *, units="nM", ax=None):
+    """Observed against predicted concentrations of a ``csfpk.fit`` result, log–log, with the line
+    of identity and the 2-fold band (dashed); one marker per compartment, BLQ rows drawn at their
+    LLOQ as open triangles pointing down."""
+    conv = _fit_units(fit, units)
+    plt = _plt()
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(SINGLE_COLUMN_IN + 0.6, SINGLE_COLUMN_IN), layout="constrained")
+    else:
+        fig = ax.figure
+    r = fit.residuals
+    for i, (name, sub) in enumerate(r.groupby("compartment", sort=True)):
+        q = sub[~sub.blq]
+        ax.plot(conv(q.predicted_mg_L), conv(q.observed_mg_L), MARKERS[i % len(MARKERS)], color=PALETTE[i % len(PALETTE)],
+                ms=4, mfc="none", label=_LABELS.get(name, name))
+        b = sub[sub.blq]
+        if len(b):
+            ax.plot(conv(b.predicted_mg_L), conv(b.lloq_mg_L), "v", color=PALETTE[i % len(PALETTE)], ms=4, mfc="none",
+                    label=f"{_LABELS.get(name, name)} BLQ (at LLOQ)")
+    vals = conv(r.predicted_mg_L.to_numpy())
+    obs = conv(r.observed_mg_L.to_numpy())
+    allv = [v for v in list(vals) + list(obs) if v == v and v > 0]
+    lo, hi = min(allv) / 3, max(allv) * 3
+    ax.plot([lo, hi], [lo, hi], color="0.2", lw=0.9, gid="identity")
+    for f in (0.5, 2.0):
+        ax.plot([lo, hi], [lo * f, hi * f], color="0.5", lw=0.8, ls="--", gid="twofold")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlim(lo, hi)
+    ax.set_ylim(lo, hi)
+    ax.set_xlabel(f"predicted ({units})", fontsize=9)
+    ax.set_ylabel(f"observed ({units})", fontsize=9)
+    _tidy(ax)
+    ax.legend(loc="upper left", frameon=False, fontsize=_FONT - 1)
+    return fig
+
+
+def fit_residuals(fit, *, ax=None):
+    """Weighted residuals (ln obs − ln pred)/σ of a ``csfpk.fit`` result against time, per
+    compartment; BLQ rows (ln LLOQ − ln pred) as open triangles; zero and ±2 lines."""
+    plt = _plt()
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(DOUBLE_COLUMN_IN * 0.7, 2.8), layout="constrained")
+    else:
+        fig = ax.figure
+    r = fit.residuals
+    for i, (name, sub) in enumerate(r.groupby("compartment", sort=True)):
+        q, b = sub[~sub.blq], sub[sub.blq]
+        ax.plot(q.time_h, q.weighted, MARKERS[i % len(MARKERS)], color=PALETTE[i % len(PALETTE)], ms=4, mfc="none",
+                label=_LABELS.get(name, name))
+        if len(b):
+            ax.plot(b.time_h, b.weighted, "v", color=PALETTE[i % len(PALETTE)], ms=4, mfc="none", label=f"{name} BLQ")
+    ax.axhline(0, color="0.2", lw=0.9)
+    for y in (-2, 2):
+        ax.axhline(y, color="0.5", lw=0.8, ls="--")
+    ax.set_xlabel("time after first dose (h)", fontsize=9)
+    ax.set_ylabel("weighted residual (log scale)", fontsize=9)
+    _tidy(ax)
+    ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False, fontsize=_FONT - 1)
+    return fig
+
+
+def fit_curves(fit, *, ids=None, units="nM", t_end=None, n_cols=3):
+    """Fitted curves with the data of a ``csfpk.fit`` result: one panel per id, one line per
+    observed compartment (``fit.predict`` on a fine grid), observations as markers, BLQ rows as
+    triangles at their LLOQ."""
+    import numpy as np
+
+    conv = _fit_units(fit, units)
+    plt = _plt()
+    r = fit.residuals
+    ids = list(dict.fromkeys(r.id)) if ids is None else list(ids)
+    n_cols = min(n_cols, len(ids))
+    n_rows = math.ceil(len(ids) / n_cols)
+    fig, axes = plt.subplots(n_rows, n_cols, figsize=(DOUBLE_COLUMN_IN, 2.2 * n_rows), layout="constrained",
+                             squeeze=False)
+    regimens = fit._problem.regimens
+    for k, i in enumerate(ids):
+        ax = axes[k // n_cols][k % n_cols]
+        sub = r[r.id == i]
+        end = t_end or float(sub.time_h.max()) * 1.1
+        grid = np.linspace(end / 400, end, 400)
+        for j, (name, s) in enumerate(sub.groupby("compartment", sort=True)):
+            color = PALETTE[j % len(PALETTE)]
+            y = conv(fit.predict(regimens[i], grid, compartment=name, id=i))
+            ax.plot(grid, np.where(y > 0, y, np.nan), color=color, ls=LINESTYLES[j % len(LINESTYLES)], lw=1.2,
+                    label=_LABELS.get(name, name))
+            q, b = s[~s.blq], s[s.blq]
+            ax.plot(q.time_h, conv(q.observed_mg_L), MARKERS[j % len(MARKERS)], color=color, ms=4, mfc="none")
+            if len(b):
+                ax.plot(b.time_h, conv(b.lloq_mg_L), "v", color=color, ms=4, mfc="none")
+        ax.set_yscale("log")
+        ax.set_title(str(i), fontsize=8)
+        _tidy(ax)
+        if k % n_cols == 0:
+            ax.set_ylabel(f"conc ({units})", fontsize=8)
+        if k // n_cols == n_rows - 1:
+            ax.set_xlabel("time (h)", fontsize=8)
+        if k == 0:
+            ax.legend(frameon=False, fontsize=_FONT - 2)
+    for k in range(len(ids), n_rows * n_cols):
+        axes[k // n_cols][k % n_cols].set_visible(False)
+    return fig

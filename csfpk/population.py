@@ -14,9 +14,10 @@ subject has the physiology file's reference body size. They act in two ways:
 
 * doses written per m² or per kg scale with the subject's BSA or weight (the sweep runner passes
   the ratio to the reference as a per-subject dose factor; exact for linear models);
-* a drug's covariate model (``COVARIATE_MODELS``) changes its typical parameters. Methotrexate
-  (Joerger 2006 Br J Clin Pharmacol 62:71, Table 2, sign as corrected in the nlmixr2lib errata):
-  ``CL = CL_typ + 0.0423·(CrCl − 87)`` L/h, then multiplied by exp(η_CL).
+* a drug's covariate model (the drug file's ``[covariates.<parameter>]`` tables, ``Drug.covariate_model``)
+  changes its typical parameters, additively: ``θ = θ_typ + slope·(covariate − reference)``, then
+  multiplied by exp(η). Methotrexate (Joerger 2006 Br J Clin Pharmacol 62:71, Table 2, sign as corrected
+  in the nlmixr2lib errata): ``CL = 8.85 + 0.0423·(CrCl − 87)`` L/h.
 
 Parameter uncertainty: with ``penetration="range"`` each subject's CSF/plasma penetration ratio is
 drawn log-uniformly within the drug file's range (the review's Table 1 span),
@@ -46,13 +47,12 @@ from types import MappingProxyType
 import numpy as np
 
 from .errors import ParameterError
+from .model import VARYING, build_model, rate_matrices
+from .physiology import load_physiology
+from .quantity import PicklesMappings
 
 PENETRATION = ("nominal", "range")
 COVARIATES = {"weight": "weight_kg", "bsa": "bsa_m2", "crcl": "crcl_mL_min"}
-# drug name -> parameter -> (covariate, slope per covariate unit, reference value); additive on the typical value
-COVARIATE_MODELS = {
-    "methotrexate": {"CL": ("crcl", 0.0423, 87.0)},
-}
 _VARIABLE = ("CL", "V1", "ka", "Q", "V2", "Q3", "V3", "mtt", "fu")  # IIV supported in populations
 _MAX_N = 10**10
 
@@ -95,7 +95,7 @@ def _pair(key):
 
 
 @dataclass(frozen=True)
-class Population:
+class Population(PicklesMappings):
     """A virtual population: size, seed, variability, covariates and uncertainty.
 
     Parameters
@@ -192,8 +192,6 @@ class Population:
         if not 0 <= start <= stop <= self.n:
             raise ParameterError(f"subjects {start}..{stop} are outside the population of n = {self.n}")
         if physiology is None:
-            from .physiology import load_physiology
-
             physiology = load_physiology("adult")
         idx = np.arange(start, stop, dtype=np.int64)
         cv = self.cv(drug)
@@ -226,7 +224,7 @@ class Population:
             else:
                 out[attr] = np.full(idx.size, float(getattr(physiology, attr)))
         p = drug.plasma
-        cov_model = COVARIATE_MODELS.get(drug.name, {})
+        cov_model = drug.covariate_model
         for k in ("CL", "V1", "ka", "Q", "V2", "Q3", "V3", "mtt", "fu"):
             typ = getattr(p, k)
             if typ is None:
@@ -279,8 +277,6 @@ def _fraction(where, v, high):
 
 def subject_drug_changes(params, i):
     """The ``Drug.replace`` keyword arguments that give subject ``i`` (row i of ``params``)."""
-    from .model import VARYING
-
     return {k: float(params[k][i]) for k in VARYING if k in params}
 
 
@@ -293,8 +289,6 @@ def build_rate_matrices(drug, params, physiology, csf_layout="single"):
     (Ks float64[S, n, n], volume float64[S, n_outputs], scale float64[S, n_outputs], model of the
     typical subject). Concentration of output o = scale·A[state]/volume (mg/L).
     """
-    from .model import VARYING, build_model, rate_matrices
-
     if csf_layout not in ("single", "none"):
         raise ParameterError(f"csf_layout = {csf_layout!r} is not supported in populations; expected 'single' or 'none'")
     model = build_model(drug, physiology, csf_layout)
@@ -307,3 +301,39 @@ def build_rate_matrices(drug, params, physiology, csf_layout="single"):
         volume[:, o] = params["V1"] if idx == central else vol  # the plasma outputs scale with each V1
         scale[:, o] = params["fu"] if name == "plasma_unbound" else sc
     return Ks, volume, scale, model
+
+
+def marrow_parameters(pd, drug_name, seed, subjects, iiv=True):
+    r"""Per-subject Friberg parameters of the lineages of ``pd`` (a ``csfpk.myelosuppression.Myelosuppression``).
+
+    Log-normal IIV from the PD file's ``[iiv]`` CVs (ω² = ln(1 + CV²)) on Circ0 and MTT of each lineage
+    and on the drug-effect slope (Friberg et al. 2002, J Clin Oncol 20:4713, estimated IIV on exactly
+    these three). One standard normal per subject and parameter is shared by every lineage (one marrow
+    per patient), scaled by each lineage's ω::
+
+        Circ0_i,l = Circ0_l·exp(ω_Circ0,l·z_Circ0,i),   MTT_i,l = MTT_l·exp(ω_MTT,l·z_MTT,i),
+        slope_i   = slope·exp(ω_slope·z_slope,i)
+
+    The z depend only on (seed, subject index, name), as every draw of ``Population``.
+
+    Returns
+    -------
+    dict: ``circ0`` (S, L) 10⁹/L, ``mtt`` (S, L) h, ``slope`` (S,) L/mg, and the lineage names ``lineages``.
+    """
+    idx = np.asarray(subjects, dtype=np.int64)
+    names = tuple(pd.lineages)
+    slope = np.full(idx.size, float(pd.slope(drug_name)))
+    circ0 = np.array([[pd.lineages[n].circ0 for n in names]] * idx.size, dtype=float).reshape(idx.size, len(names))
+    mtt = np.array([[pd.lineages[n].mtt for n in names]] * idx.size, dtype=float).reshape(idx.size, len(names))
+    if iiv:
+        z_c = normals(seed, idx, "marrow.Circ0")
+        z_m = normals(seed, idx, "marrow.MTT")
+        for j, n in enumerate(names):
+            cv = pd.iiv.get(n, {})
+            if cv.get("Circ0", 0.0) > 0:
+                circ0[:, j] *= np.exp(math.sqrt(math.log1p(cv["Circ0"] ** 2)) * z_c)
+            if cv.get("MTT", 0.0) > 0:
+                mtt[:, j] *= np.exp(math.sqrt(math.log1p(cv["MTT"] ** 2)) * z_m)
+        if pd.iiv.get("slope", 0.0) > 0:
+            slope = slope * np.exp(math.sqrt(math.log1p(pd.iiv["slope"] ** 2)) * normals(seed, idx, "marrow.slope"))
+    return {"circ0": circ0, "mtt": mtt, "slope": slope, "lineages": names}

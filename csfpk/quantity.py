@@ -6,11 +6,29 @@ returns a ``Quantity``; every failure names the file, the key, the value and wha
 """
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
+from types import MappingProxyType
 
 from .errors import ParameterError
 
 _ENTRY_FIELDS = {"value", "unit", "source", "range", "note"}
+
+
+class PicklesMappings:
+    """Mixin for frozen dataclasses holding read-only mappings (``MappingProxyType`` does not pickle).
+
+    Pickling ships the mappings as plain dicts and restores them read-only, so ``Drug``,
+    ``Physiology``, ``Population`` and ``Scenario`` travel to Dask workers as themselves.
+    """
+
+    def __getstate__(self):
+        state = {f.name: getattr(self, f.name) for f in fields(self)}
+        proxies = [k for k, v in state.items() if isinstance(v, MappingProxyType)]
+        return {"fields": {k: dict(v) if k in proxies else v for k, v in state.items()}, "proxies": proxies}
+
+    def __setstate__(self, state):
+        for k, v in state["fields"].items():
+            object.__setattr__(self, k, MappingProxyType(v) if k in state["proxies"] else v)
 
 
 @dataclass(frozen=True)

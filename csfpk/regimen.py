@@ -25,6 +25,7 @@ import math
 from dataclasses import dataclass, fields
 
 from .errors import ScheduleError
+from .io import atomic_path
 from .units import dose_mg, hours
 
 ROUTES = ("oral", "iv", "it_lumbar", "it_ventricular")
@@ -215,8 +216,6 @@ class Regimen:
 
     def to_csv(self, path):
         """Write the records as a NONMEM-style CSV (atomically: no partial file on failure)."""
-        from .io import atomic_path
-
         with atomic_path(path) as tmp, open(tmp, "w", newline="") as fh:
             w = csv.writer(fh)
             w.writerow(FIELDS)

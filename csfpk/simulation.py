@@ -66,7 +66,7 @@ def choose_method(model, method):
     if method == "exact" and not model.linear:
         raise ParameterError(
             f"method = 'exact' needs a linear time-invariant model; {model.name} has Michaelis–Menten or "
-            "time-dependent clearance: use method='stiff' or 'adaptive'"
+            "time-dependent clearance or saturable CSF uptake: use method='stiff' or 'adaptive'"
         )
     return method
 

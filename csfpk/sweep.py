@@ -4,7 +4,7 @@
 
     schema = "csfpk.sweep/1"
     name = "high_dose_tki"
-    duration = "28d"                  # simulated span (h or a duration string)
+    t_end = "28d"                     # simulated span (h or a duration string)
     dt = "1h"                          # output step (optional, default 1 h)
     window = ["0d", "28d"]             # metric window (optional, default the whole span)
 
@@ -12,8 +12,8 @@
     label = "150 mg qd"                # shown in tables (default: the id)
     amt = 150                          # mg, or "40 mg/m2" / "10 mg/kg" (doses then scale with BSA / weight)
     ii = "24h"
-    n = 28                             # optional: default fills the duration, ceil(duration / ii)
-    route = "oral"                     # optional, default oral; duration/rate for infusions
+    n = 28                             # optional: default fills the span, ceil(t_end / ii)
+    route = "oral"                     # optional, default oral; duration (NONMEM D) or rate for infusions
     phases = [[12, "3.5d", "4w"], ...] # instead of amt/ii/n: consecutive (amt, ii, length) phases
     source = "Lee 2013 (review ref 98)" # required
 
@@ -29,7 +29,7 @@
     regimens = ["erl_150_qd", "erl_1500_qw"]
     populations = ["default"]          # optional, default: every population
     overrides = ["slow_csf"]           # optional, default: none
-    targets_nM = { erlotinib = 7 }     # optional, default: each drug's [potency] target
+    target_nM = { erlotinib = 7 }      # optional, default: each drug's [potency] target
 
 Everything is checked before any work starts; errors name the file, the field and the value.
 
@@ -44,19 +44,27 @@ True
 import math
 from dataclasses import dataclass
 
+from .batch import prepare, run
+from .drug import load_drug as _load_drug
 from .errors import CsfpkError, ParameterError, ScheduleError
-from .quantity import require_keys
+from .paths import resolve
+from .physiology import load_physiology
+from .population import Population
+from .quantity import read_document, require_keys
+from .regimen import Regimen
+from .scenario import Scenario
+from .units import hours
 
 SCHEMA = "csfpk.sweep/1"
-_TOP = {"schema", "name", "description", "duration", "dt", "window", "regimens", "populations", "overrides",
+_TOP = {"schema", "name", "description", "t_end", "dt", "window", "regimens", "populations", "overrides",
         "grid", "csf_layout"}
 _REGIMEN = {"label", "amt", "ii", "n", "route", "start", "duration", "rate", "phases", "source", "note"}
 _POPULATION = {"n", "seed", "iiv", "covariates", "correlations", "penetration", "label"}
-_GRID = {"drugs", "regimens", "populations", "overrides", "targets_nM"}
+_GRID = {"drugs", "regimens", "populations", "overrides", "target_nM"}
 
 
 class SweepError(ParameterError):
-    """A sweep file is invalid (unknown drug, bad duration, empty grid, negative n …)."""
+    """A sweep file is invalid (unknown drug, bad t_end, empty grid, negative n …)."""
 
 
 @dataclass(frozen=True)
@@ -69,9 +77,7 @@ class Sweep:
     path: str | None = None
 
     def run(self, out=None, **kwargs):
-        """Run every scenario (``csfpk.batch.run``); keyword arguments pass through."""
-        from .batch import run
-
+        """Run every scenario (``csfpk.batch.run``) and return its ``RunResult``; keyword arguments pass through."""
         return run(self.scenarios, out, spec=self.spec, **kwargs)
 
 
@@ -84,8 +90,6 @@ def _keys(where, table, allowed, required=()):
 
 
 def _hours(where, field, value, positive=True):
-    from .units import hours
-
     try:
         h = hours(value, field)
     except CsfpkError as exc:
@@ -95,9 +99,7 @@ def _hours(where, field, value, positive=True):
     return h
 
 
-def _regimen(where, rid, t, duration):
-    from .regimen import Regimen
-
+def _regimen(where, rid, t, t_end):
     _keys(where, t, _REGIMEN, ("source",))
     if not isinstance(t["source"], str) or not t["source"].strip():
         raise SweepError(f"{where}: source = {t['source']!r}; expected text naming where the regimen comes from")
@@ -119,9 +121,7 @@ def _regimen(where, rid, t, duration):
             elif isinstance(amt, str) and amt.strip().endswith("mg/kg"):
                 basis = "weight"
             ii = _hours(where, "ii", t["ii"])
-            n = t.get("n", max(1, math.ceil(duration / ii - 1e-9)))
-            from .physiology import load_physiology
-
+            n = t.get("n", max(1, math.ceil(t_end / ii - 1e-9)))
             body = load_physiology("adult")
             reg = Regimen.every(amt=amt, ii=ii, n=n, route=route, start=t.get("start", 0.0), rate=t.get("rate", 0.0),
                                 duration=t.get("duration"), bsa_m2=body.bsa_m2, weight_kg=body.weight_kg)
@@ -131,8 +131,6 @@ def _regimen(where, rid, t, duration):
 
 
 def _population(where, pid, t, n_override, seed_override):
-    from .population import Population
-
     _keys(where, t, _POPULATION, ("n",))
     n = t["n"] if n_override is None else n_override
     seed = t.get("seed", 1) if seed_override is None else seed_override
@@ -150,55 +148,45 @@ def load_sweep(name_or_path, *, n=None, seed=None):
     ``n`` and ``seed`` replace every population's size and seed (the CLI's ``--n``/``--seed``).
     Returns a ``Sweep``; raises ``SweepError`` naming the field on any problem.
     """
-    from .drug import load_drug
-    from .paths import resolve
-    from .physiology import load_physiology
-    from .quantity import read_document
-
     try:
         path = resolve("sweeps", name_or_path)
     except ParameterError as exc:
         raise SweepError(str(exc)) from None
     # keys and schema are checked field by field in sweep_from_dict (also used for dicts built in Python)
     doc, where = read_document(path, SCHEMA, (), tuple(_TOP - {"schema"}), error=SweepError)
-    return sweep_from_dict(doc, where=where, n=n, seed=seed, load_drug=load_drug, physiology=load_physiology("adult"))
+    return sweep_from_dict(doc, where=where, n=n, seed=seed, load_drug=_load_drug, physiology=load_physiology("adult"))
 
 
 def sweep_from_dict(doc, *, where="sweep", n=None, seed=None, load_drug=None, physiology=None):
     """Build a ``Sweep`` from the parsed TOML ``doc`` (see module docstring)."""
-    from .batch import Scenario
-
-    if load_drug is None:
-        from .drug import load_drug
+    load_drug = load_drug or _load_drug
     if physiology is None:
-        from .physiology import load_physiology
-
         physiology = load_physiology("adult")
     if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
         raise SweepError(f"--n = {n!r} is not allowed; expected an integer >= 1")
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
         raise SweepError(f"--seed = {seed!r} is not allowed; expected an integer >= 0")
-    _keys(where, doc, _TOP, ("schema", "name", "duration", "regimens", "populations", "grid"))
+    _keys(where, doc, _TOP, ("schema", "name", "t_end", "regimens", "populations", "grid"))
     if doc["schema"] != SCHEMA:
         raise SweepError(f"{where}: schema = {doc['schema']!r}; expected {SCHEMA!r}")
-    duration = _hours(where, "duration", doc["duration"])
+    t_end = _hours(where, "t_end", doc["t_end"])
     dt = _hours(where, "dt", doc.get("dt", 1.0))
-    if dt > duration:
-        raise SweepError(f"{where}: dt = {doc.get('dt')!r} is longer than duration = {doc['duration']!r}")
+    if dt > t_end:
+        raise SweepError(f"{where}: dt = {doc.get('dt')!r} is longer than t_end = {doc['t_end']!r}")
     window = None
     if "window" in doc:
         w = doc["window"]
         if not (isinstance(w, list) and len(w) == 2):
             raise SweepError(f"{where}: window = {w!r}; expected [start, end]")
         window = (_hours(where, "window start", w[0], positive=False), _hours(where, "window end", w[1]))
-        if not 0 <= window[0] < window[1] <= duration + 1e-9:
-            raise SweepError(f"{where}: window = {w!r} is not allowed; expected 0 <= start < end <= duration")
+        if not 0 <= window[0] < window[1] <= t_end + 1e-9:
+            raise SweepError(f"{where}: window = {w!r} is not allowed; expected 0 <= start < end <= t_end")
     layout = doc.get("csf_layout", "single")
     if layout not in ("single", "none"):
         raise SweepError(f"{where}: csf_layout = {layout!r} is not allowed in sweeps; expected 'single' or 'none'")
     regimens = {}
     for rid, t in _table(where, doc, "regimens").items():
-        regimens[rid] = _regimen(f"{where} [regimens.{rid}]", rid, t, duration)
+        regimens[rid] = _regimen(f"{where} [regimens.{rid}]", rid, t, t_end)
     pops = {pid: _population(f"{where} [populations.{pid}]", pid, t, n, seed)
             for pid, t in _table(where, doc, "populations").items()}
     overrides = {}
@@ -225,7 +213,7 @@ def sweep_from_dict(doc, *, where="sweep", n=None, seed=None, load_drug=None, ph
                 if bad:
                     raise SweepError(f"{gw}: {key} {bad} are not defined; defined: {sorted(known)}")
             lists[key] = val
-        targets = g.get("targets_nM", {})
+        targets = g.get("target_nM", {})
         for dname in lists["drugs"]:
             if dname not in drugs:
                 try:
@@ -242,14 +230,12 @@ def sweep_from_dict(doc, *, where="sweep", n=None, seed=None, load_drug=None, ph
                     reg, label, source, basis = regimens[rid]
                     for pid in lists["populations"]:
                         scenarios.append(Scenario(
-                            drug=drug, regimen=reg, population=pops[pid], t_end=duration, dt=dt, regimen_name=label,
+                            drug=drug, regimen=reg, population=pops[pid], t_end=t_end, dt=dt, regimen_name=label,
                             population_name=pops[pid].name, override_name=oid, overrides=overrides.get(oid, {}),
                             source=source, dose_basis=basis, target_nM=target, window=window, csf_layout=layout,
                             physiology=physiology))
     if not scenarios:
         raise SweepError(f"{where}: the grid gives no scenarios")
-    from .batch import prepare
-
     for s in scenarios:  # compile schedules now: every error surfaces before any work
         try:
             prepare(s)

@@ -1,7 +1,7 @@
 """High-dose and pulsatile TKI regimens: which gets more drug into CSF, for how long, at what cost?
 
 Runs the sweep ``params/sweeps/high_dose_tki.toml`` (erlotinib 150 mg daily vs 1500 mg weekly vs
-200–600 mg every 2–4 days; gefitinib 250 vs 750/1000 mg; osimertinib 80 vs 160 mg; alectinib 600
+200–600 mg every 2–4 days; gefitinib 250 vs 750/1000/1250 mg; osimertinib 80 vs 160 mg; alectinib 600
 vs 900 mg bid; 28 days) over a virtual population, prints the summary table and writes
 ``summary.csv``, ``summary.png``, the per-subject Parquet files and, in ``figures/``, the
 comparison panels (CSF trough, CSF average, % time above target, plasma AUC) and the CSF
@@ -20,8 +20,6 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import pandas as pd  # noqa: E402
 
 import csfpk  # noqa: E402
-from csfpk.batch import plot_summary  # noqa: E402
-from csfpk.figures import write_figures  # noqa: E402
 
 
 def main(argv=None):
@@ -35,8 +33,7 @@ def main(argv=None):
                           curves=True)
     with pd.option_context("display.width", 200, "display.max_columns", 20):
         print(res.table.to_string(index=False))
-    plot_summary(res, os.path.join(args.out, "summary.png"))
-    figures = write_figures(args.out)
+    figures = csfpk.write_figures(res)
     print(f"wrote {args.out}/summary.csv, {args.out}/summary.png, per-subject metrics under {args.out}/scenarios/ "
           f"and {len(figures)} figures under {args.out}/figures/")
 

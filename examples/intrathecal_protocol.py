@@ -17,10 +17,6 @@ import os
 import pandas as pd
 
 import csfpk
-from csfpk.escalation import Escalation, run_escalation
-from csfpk.intrathecal import exposure_table
-from csfpk.myelosuppression import blood_counts
-from csfpk.protocols import load_regimen
 
 ROUTES = {"lumbar puncture": "it_lumbar", "Ommaya": "it_ventricular"}
 
@@ -31,24 +27,24 @@ def run(out, weeks=26, dt=0.25):
     t_end = f"{weeks}w"
     for route_label, route in ROUTES.items():
         # methotrexate 12 mg on the seed schedule
-        mtx = load_regimen("it_mtx_seed", route=route)
+        mtx = csfpk.load_regimen("it_mtx_seed", route=route)
         drug = csfpk.load_drug(mtx.drug)
         reg = csfpk.Regimen(tuple(r for r in mtx.regimen.records if r.time < weeks * 168), name=mtx.name)
         res = csfpk.simulate(drug, reg, t_end=t_end, dt=dt, csf_layout="regional")
-        counts = blood_counts(res)
+        counts = csfpk.blood_counts(res)
         label = f"MTX 12 mg, {route_label}"
-        rows.append(exposure_table(res, counts, drug.potency_target_nM, label))
+        rows.append(csfpk.exposure_table(res, counts, drug.potency_target_nM, label))
         doses += [{"arm": label, "time_h": d[0], "dose_mg": d[2], "action": "fixed"} for d in res.doses]
         arms[label] = (res, counts)
         # pemetrexed escalation on the same schedule
-        pem = load_regimen("it_pemetrexed_seed", route=route)
+        pem = csfpk.load_regimen("it_pemetrexed_seed", route=route)
         drug = csfpk.load_drug(pem.drug)
         esc = pem.regimen
-        esc = Escalation(times=tuple(t for t in esc.times if t < weeks * 168), start=esc.start, step=esc.step,
-                         cap=esc.cap, route=route, step_back_grade=esc.step_back_grade, name=esc.name)
-        er = run_escalation(drug, esc, t_end=t_end, dt=dt, csf_layout="regional")
+        esc = csfpk.Escalation(times=tuple(t for t in esc.times if t < weeks * 168), start=esc.start, step=esc.step,
+                               cap=esc.cap, route=route, step_back_grade=esc.step_back_grade, name=esc.name)
+        er = csfpk.run_escalation(drug, esc, t_end=t_end, dt=dt, csf_layout="regional")
         label = f"pemetrexed 10→50 mg, {route_label}"
-        rows.append(exposure_table(er.result, er.counts, drug.potency_target_nM, label))
+        rows.append(csfpk.exposure_table(er.result, er.counts, drug.potency_target_nM, label))
         doses += [{"arm": label, **d} for d in er.decisions[["time_h", "dose_mg", "action"]].to_dict("records")]
         arms[label] = (er.result, er.counts)
     table = pd.DataFrame(rows)
@@ -59,7 +55,7 @@ def run(out, weeks=26, dt=0.25):
 
 
 def _figures(arms, out):
-    from csfpk import plot
+    plot = csfpk.plot
 
     fig = plot.csf_regions(arms, t_max="7d")  # the first two injections: regional dynamics are visible
     plot.save(fig, os.path.join(out, "csf_by_region.png"))

@@ -16,8 +16,6 @@ import os
 import pandas as pd
 
 import csfpk
-from csfpk.intrathecal import exposure_table
-from csfpk.myelosuppression import blood_counts
 
 
 def run(out):
@@ -33,12 +31,12 @@ def run(out):
     results, rows = {}, []
     for label, reg in arms.items():
         res = csfpk.simulate(drug, reg, t_end="3w", dt=0.1, csf_layout="regional")
-        counts = blood_counts(res)
-        rows.append(exposure_table(res, counts, drug.potency_target_nM, label))
+        counts = csfpk.blood_counts(res)
+        rows.append(csfpk.exposure_table(res, counts, drug.potency_target_nM, label))
         results[label] = (res, counts)
     table = pd.DataFrame(rows)
     table.to_csv(os.path.join(out, "route_exposure.csv"), index=False)
-    from csfpk import plot
+    plot = csfpk.plot
 
     plot.save(plot.csf_regions(results, t_max="48h", time_unit="h", decades=5), os.path.join(out, "routes_csf.png"))
     return table

@@ -59,3 +59,20 @@ def test_help_shows_examples():
     for args in (["--help"], ["simulate", "--help"], ["drugs", "--help"]):
         res = run(*args)
         assert res.returncode == 0 and "example" in res.stdout
+
+
+def test_python_dash_m_csfpk_is_the_cli():
+    res = subprocess.run([sys.executable, "-m", "csfpk", "--help"], capture_output=True, text=True)
+    assert res.returncode == 0 and "compare" in res.stdout and "plot" in res.stdout
+
+
+def test_a_programming_error_is_not_turned_into_a_user_error(monkeypatch):
+    """Only CsfpkError is a user error (one line, exit 2); a KeyError is a bug and keeps its traceback."""
+    import csfpk.cli
+
+    def broken():
+        raise KeyError("bug")
+
+    monkeypatch.setattr(csfpk.cli, "list_drugs", broken)
+    with pytest.raises(KeyError, match="bug"):
+        main(["drugs"])

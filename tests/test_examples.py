@@ -15,6 +15,11 @@ CASES = {
     "intrathecal_protocol.py": (["--weeks", "4", "--out", "it"],
                                 ["it/exposure.csv", "it/doses_given.csv", "it/csf_by_region.png", "it/leukocytes.png"]),
     "route_comparison.py": (["--out", "routes"], ["routes/route_exposure.csv", "routes/routes_csf.png"]),
+    "tki_calibration.py": (["--out", "tki"], ["tki/fold_errors.csv", "tki/dose_exposure_erlotinib.png",
+                                              "tki/dose_exposure_gefitinib.png", "tki/dose_exposure_osimertinib.png"]),
+    "escalation_population.py": (["--n", "8", "--dt", "1", "--out", "esc"],
+                                 ["esc/grade3_shares.csv", "esc/final_dose_levels.csv", "esc/doses_given.csv",
+                                  "esc/escalation_population.png"]),
 }
 
 

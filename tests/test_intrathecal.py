@@ -125,28 +125,35 @@ def _lineage(name="neutrophils"):
     return load_myelosuppression().lineages[name]
 
 
-def test_pd_baseline_is_steady_without_drug():
-    for name in ("leukocytes", "neutrophils"):
-        lin = _lineage(name)
-        t = np.arange(0, 2000.0, 1.0)
-        assert np.all(counts_along(t, np.zeros_like(t), lin, 5.0) == pytest.approx(lin.circ0, rel=1e-14))
+@pytest.mark.parametrize("name", ["leukocytes", "neutrophils", "platelets"])
+def test_pd_baseline_is_steady_without_drug(name):
+    lin = _lineage(name)
+    t = np.arange(0, 2000.0, 1.0)
+    assert np.all(counts_along(t, np.zeros_like(t), lin, 5.0) == pytest.approx(lin.circ0, rel=1e-12))
 
 
-def test_pd_matches_radau_on_piecewise_linear_drive():
-    lin = _lineage("leukocytes")
-    t = np.arange(0, 600.0, 0.5)
+@pytest.mark.parametrize("name", ["leukocytes", "platelets"])
+def test_pd_matches_radau_on_piecewise_linear_drive(name):
+    """Platelets have a circulating loss rate k_circ != k_tr (Pérez-Ruixo 2016): dCirc/dt = k_tr·T3 − k_circ·Circ,
+    with the precursor pools at (k_circ/k_tr)·Circ0 before the drug."""
+    lin = _lineage(name)
+    t = np.arange(0, 1200.0, 0.5)
     conc = 0.3 * np.exp(-t / 20.0) * (t > 0)
-    c = counts_along(t, conc, lin, 2.0, substeps=4)
+    slope = 2.0 if name == "leukocytes" else 3.0  # below the cap E = 1 (a kink RK4 resolves less well)
+    c = counts_along(t, conc, lin, slope, substeps=4)
     ktr = 4 / lin.mtt
+    kc = lin.kcirc or ktr
+    assert (lin.kcirc is not None) == (name == "platelets")
 
     def f(tt, y):
-        e = min(2.0 * np.interp(tt, t, conc), 1.0)
+        e = min(slope * np.interp(tt, t, conc), 1.0)
         return [ktr * y[0] * (1 - e) * (lin.circ0 / y[4]) ** lin.gamma - ktr * y[0], ktr * (y[0] - y[1]),
-                ktr * (y[1] - y[2]), ktr * (y[2] - y[3]), ktr * (y[3] - y[4])]
+                ktr * (y[1] - y[2]), ktr * (y[2] - y[3]), ktr * y[3] - kc * y[4]]
 
-    ref = solve_ivp(f, (0, t[-1]), [lin.circ0] * 5, method="Radau", rtol=1e-11, atol=1e-12, t_eval=t,
-                    max_step=0.5).y[4]
+    y0 = [lin.circ0 * kc / ktr] * 4 + [lin.circ0]
+    ref = solve_ivp(f, (0, t[-1]), y0, method="Radau", rtol=1e-11, atol=1e-12, t_eval=t, max_step=0.5).y[4]
     assert np.max(np.abs(c - ref) / ref) < 1e-6
+    assert ref.min() < 0.95 * lin.circ0  # the drive is strong enough to matter
 
 
 @pytest.mark.parametrize("name", ["leukocytes", "neutrophils"])
@@ -165,13 +172,16 @@ def test_pd_nadir_after_brief_pulse_is_of_order_mtt(name):
 def test_ctcae_grades():
     lin = _lineage("neutrophils")  # LLN 2.0, then 1.5, 1.0, 0.5
     assert lin.grade([2.5, 1.9, 1.4, 0.9, 0.4]).tolist() == [0, 1, 2, 3, 4]
+    plt = _lineage("platelets")  # CTCAE v4.03 'Platelet count decreased': LLN 150, then 75, 50, 25 x10^9/L
+    assert plt.grade([150.0, 149.9, 75.0, 74.9, 50.0, 49.9, 25.0, 24.9]).tolist() == [0, 1, 1, 2, 2, 3, 3, 4]
 
 
 def test_blood_counts_frame():
     res = csfpk.simulate("methotrexate", Regimen.every(amt=12, ii=84, n=2, route="it_lumbar"), t_end="3w", dt=0.5)
     counts = blood_counts(res)
     assert set(counts.columns) == {"time_h", "lineage", "count_1e9_L", "grade"}
-    assert len(counts) == 2 * len(res.times)
+    assert set(counts.lineage) == {"leukocytes", "neutrophils", "platelets"}
+    assert len(counts) == 3 * len(res.times)
 
 
 # ---------------------------------------------------------------- escalation

@@ -14,10 +14,12 @@ import pytest
 
 import csfpk
 from csfpk import plot
-from csfpk.batch import RunFolderError, Scenario, run
+from csfpk.batch import run
 from csfpk.cli import main
 from csfpk.errors import ParameterError
 from csfpk.figures import write_figures
+from csfpk.runfolder import SCHEMA, RunFolderError
+from csfpk.scenario import Scenario
 from csfpk.population import subject_drug_changes
 
 matplotlib.use("Agg")
@@ -112,7 +114,7 @@ def test_comparison_other_metrics_and_sources(two_drug_run, in_memory):
     fig = plot.comparison(folder, "csf_pct_above", drugs=["osimertinib"])
     assert len(fig.axes) == 1 and fig.axes[0].get_xscale() == "linear"
     assert fig.axes[0].get_xlabel() == "CSF time ≥ target (% of time)"
-    fig = plot.comparison(in_memory, "csf_cavg", sort=False)  # Comparison held in memory
+    fig = plot.comparison(in_memory, "csf_cavg", sort=False)  # RunResult held in memory
     assert [t.get_text() for t in fig.axes[0].get_yticklabels()] == ["150 mg qd", "1500 mg weekly"]  # run order
     fig = plot.comparison(res.summary, "csf_cavg")  # summary only: dot and whiskers
     assert [len(gids(ax, "median")) for ax in fig.axes] == [3, 2]
@@ -150,11 +152,9 @@ def test_log_axes_label_major_ticks_only_without_overlap(two_drug_run):
 
 
 def test_plot_summary_uses_the_comparison_figure(two_drug_run, tmp_path):
-    from csfpk.batch import plot_summary
-
-    _, res = two_drug_run
-    fig = plot_summary(res, tmp_path / "summary.png")
-    assert (tmp_path / "summary.png").stat().st_size > 5000
+    folder, res = two_drug_run
+    assert os.path.getsize(os.path.join(folder, "summary.png")) > 5000  # written by the run
+    fig = plot.summary_figure(res)
     assert [len(gids(ax, "box")) for ax in fig.axes] == [3, 2]
     assert fig.axes[0].get_xlabel() == "CSF Cavg (nM)"
     assert not any(ax.get_legend() for ax in fig.axes)  # the target is named in the title, not a legend on the data
@@ -282,7 +282,7 @@ def test_cli_plot_errors_are_one_line(tmp_path, capsys):
     cases = [(tmp_path / "missing", "is not a folder"), (tmp_path, "has no manifest.json")]
     unfinished = tmp_path / "unfinished"
     unfinished.mkdir()
-    (unfinished / "manifest.json").write_text(json.dumps({"schema": "csfpk.run/1", "status": "running"}))
+    (unfinished / "manifest.json").write_text(json.dumps({"schema": SCHEMA, "status": "running"}))
     cases.append((unfinished, "unfinished run"))
     for path, message in cases:
         assert main(["plot", str(path)]) == 2

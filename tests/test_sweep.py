@@ -11,7 +11,7 @@ from csfpk.sweep import SweepError, load_sweep
 GOOD = """
 schema = "csfpk.sweep/1"
 name = "tiny"
-duration = "{duration}"
+t_end = "{t_end}"
 [populations.default]
 n = {n}
 seed = 1
@@ -26,7 +26,7 @@ regimens = ["a"]
 
 
 def write(tmp_path, **kw):
-    vals = {"duration": "3d", "n": 5, "drugs": '"osimertinib"'}
+    vals = {"t_end": "3d", "n": 5, "drugs": '"osimertinib"'}
     vals.update(kw)
     p = tmp_path / "sweep.toml"
     p.write_text(GOOD.format(**vals))
@@ -37,15 +37,15 @@ def test_shipped_high_dose_tki_sweep():
     sw = load_sweep("high_dose_tki", n=3, seed=2)
     labels = {(s.drug.name, s.regimen_name) for s in sw.scenarios}
     assert ("erlotinib", "1500 mg weekly") in labels and ("alectinib", "900 mg bid") in labels
-    assert len(sw.scenarios) == 14
+    assert len(sw.scenarios) == 15  # gefitinib 1250 mg added (issue 13)
     assert all(s.population.n == 3 and s.population.seed == 2 and s.source for s in sw.scenarios)
     assert all(s.target_nM == s.drug.potency_target_nM for s in sw.scenarios)
 
 
 @pytest.mark.parametrize("kw, match", [
     ({"drugs": '"erlotinibb"'}, "erlotinibb"),
-    ({"duration": "-3d"}, "duration"),
-    ({"duration": "3 fortnights"}, "duration"),
+    ({"t_end": "-3d"}, "t_end"),
+    ({"t_end": "3 fortnights"}, "t_end"),
     ({"n": -4}, "n = -4"),
     ({"drugs": ""}, "drugs"),
 ])
@@ -55,7 +55,7 @@ def test_bad_sweep_clear_error_and_no_folder(tmp_path, kw, match):
     with pytest.raises(SweepError, match=match):
         csfpk.run_sweep(str(path), out)
     assert not out.exists()
-    r = subprocess.run([sys.executable, "-m", "csfpk.batch", "compare", str(path), "--out", str(out)],
+    r = subprocess.run([sys.executable, "-m", "csfpk", "compare", str(path), "--out", str(out)],
                        capture_output=True, text=True)
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "error:" in r.stderr
     assert not out.exists()
@@ -63,11 +63,11 @@ def test_bad_sweep_clear_error_and_no_folder(tmp_path, kw, match):
 
 def test_empty_grid_and_unknown_key(tmp_path):
     p = tmp_path / "s.toml"
-    p.write_text(GOOD.format(duration="3d", n=5, drugs='"osimertinib"').replace(
+    p.write_text(GOOD.format(t_end="3d", n=5, drugs='"osimertinib"').replace(
         '[[grid]]\ndrugs = ["osimertinib"]\nregimens = ["a"]\n', "").replace('name = "tiny"', 'name = "tiny"\ngrid = []'))
     with pytest.raises(SweepError, match="grid is empty"):
         load_sweep(str(p))
-    p.write_text(GOOD.format(duration="3d", n=5, drugs='"osimertinib"') + "colour = 'red'\n")
+    p.write_text(GOOD.format(t_end="3d", n=5, drugs='"osimertinib"') + "colour = 'red'\n")
     with pytest.raises(SweepError, match="colour"):
         load_sweep(str(p))
 

@@ -80,9 +80,12 @@ NL_VMAX = 3  # mg/h
 NL_KM = 4  # mg/L
 NL_DCL = 5  # CL_induced − CL, L/h
 NL_KIND = 6  # 1/h
-NL_SIZE = 7
+NL_CSF = 7  # index of the CSF state with saturable uptake (stored as float)
+NL_KIN = 8  # linear influx rate constant central → CSF carried by K, 1/h
+NL_ASAT = 9  # central amount at half-saturation of the CSF influx, mg (0: no saturation)
+NL_SIZE = 10
 NL = {"NL_CENTRAL": NL_CENTRAL, "NL_SINK": NL_SINK, "NL_V1": NL_V1, "NL_VMAX": NL_VMAX, "NL_KM": NL_KM,
-      "NL_DCL": NL_DCL, "NL_KIND": NL_KIND}
+      "NL_DCL": NL_DCL, "NL_KIND": NL_KIND, "NL_CSF": NL_CSF, "NL_KIN": NL_KIN, "NL_ASAT": NL_ASAT}
 
 # ----------------------------------------------------------------------------- methods
 DOPRI5 = 0

@@ -1,0 +1,302 @@
+"""The result of a population run, whether it was just computed or read from a run folder (DESIGN §7, §8).
+
+``RunResult`` is the one type ``csfpk.compare``, ``csfpk.run_sweep``, ``csfpk.batch.run`` and
+``csfpk.load_run`` return and the figures (``csfpk.plot``) take. It holds:
+
+* ``scenarios``: the resolved record of each scenario (``Scenario.record()``: drug, physiology,
+  population, regimen as NONMEM records, span, window, target), exactly as the manifest stores them;
+* ``summary``: one row per scenario, every metric's median, 5th and 95th percentile and the
+  probability of target attainment (numbers; ``table`` is the text view);
+* per-subject metrics (``metrics``), held in memory or read from the verified run folder on use;
+* optional percentile bands of the concentration curves (``curves_summary``).
+
+Examples
+--------
+>>> import csfpk
+>>> res = csfpk.compare("erlotinib", {"150 mg qd": csfpk.Regimen.every(amt=150, ii=24, n=28)},
+...                     population=csfpk.Population(n=20, seed=1))
+>>> int(res.summary.loc[0, "n"]), res.scenarios[0]["drug"]["name"], len(res.metrics)
+(20, 'erlotinib', 20)
+"""
+
+import os
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+import numpy as np
+
+from . import runfolder
+from .errors import ParameterError
+
+_LABEL_COLUMNS = ("scenario", "drug", "regimen", "population", "override", "source")
+_PARAMETER_COLUMNS = {"subject", "status", "weight_kg", "bsa_m2", "crcl_mL_min", "CL", "V1", "ka", "fu",
+                      "penetration_ratio"}
+_TABLE = (("csf", "cavg", "CSF Cavg nM"), ("csf", "trough", "CSF trough nM"), ("csf", "pct_above", "CSF % time ≥ target"),
+          ("plasma", "cmax", "plasma Cmax nM"), ("plasma", "auc", "plasma AUC nM·h"))
+
+
+@dataclass(frozen=True, eq=False)
+class RunResult:
+    """A population run: scenario records, per-scenario summary, per-subject metrics, curve bands.
+
+    Attributes
+    ----------
+    scenarios : tuple of plain dicts, the resolved record of each scenario (``Scenario.record()``).
+    summary : pandas DataFrame, one row per scenario (``scenario`` is the scenario's id); columns
+        ``<output>_<metric>_{median,p05,p95}``, ``<output>_pta_{trough,cavg}``, ``n``, ``n_failed``.
+    curves_summary : percentile bands of the curves (nM), or None.
+    folder : the run folder the result was read from or written to, or None.
+    manifest : the folder's manifest (plain data), or None.
+    frames : scenario key → per-subject metrics, for a result held in memory.
+    """
+
+    scenarios: tuple
+    summary: object
+    curves_summary: object = None
+    folder: str | None = None
+    manifest: dict | None = None
+    frames: MappingProxyType = field(default_factory=lambda: MappingProxyType({}), repr=False)
+
+    def __post_init__(self):
+        object.__setattr__(self, "scenarios", tuple(self.scenarios))
+        object.__setattr__(self, "frames", MappingProxyType(dict(self.frames)))
+
+    # ------------------------------------------------------------------ per-subject data
+    def record(self, scenario):
+        """The record of ``scenario`` (its id or key)."""
+        for rec in self.scenarios:
+            if scenario in (rec["id"], rec["key"]):
+                return rec
+        raise ParameterError(f"scenario {scenario!r} is not in this run; expected one of "
+                             f"{[r['id'] for r in self.scenarios]}")
+
+    def scenario_metrics(self, scenario, columns=None):
+        """Per-subject metrics of one scenario (its id or key), in subject order."""
+        rec = self.record(scenario)
+        if rec["key"] in self.frames:
+            df = self.frames[rec["key"]]
+            return df if columns is None else df[list(columns)]
+        if self.folder is None:
+            raise ParameterError(f"scenario {rec['id']!r} has no per-subject metrics in this result")
+        return runfolder.read_metrics(self.folder, self.manifest, rec, columns)
+
+    @property
+    def metrics(self):
+        """Tidy per-subject frame of every scenario: drug, regimen, population, override, then its metrics."""
+        import pandas as pd
+
+        parts = []
+        for rec in self.scenarios:
+            df = self.scenario_metrics(rec["key"]).copy()
+            for col, value in (("override", rec["override_name"]), ("population", rec["population_name"]),
+                               ("regimen", rec["regimen_name"]), ("drug", rec["drug"]["name"])):
+                df.insert(0, col, value)
+            parts.append(df)
+        return pd.concat(parts, ignore_index=True)
+
+    @property
+    def table(self):
+        """The summary as text: median [5th–95th] of the key metrics, one row per scenario."""
+        return summary_table(self.summary)
+
+    # ------------------------------------------------------------------ what the figures use
+    @property
+    def drugs(self):
+        return list(dict.fromkeys(self.summary["drug"]))
+
+    def labelled(self):
+        """Copy of ``summary`` with text label columns filled and a ``label`` per scenario.
+
+        The label is the regimen, plus the population and override when they vary within a drug.
+        """
+        s = self.summary.copy().reset_index(drop=True)
+        for c in _LABEL_COLUMNS:
+            if c not in s:
+                s[c] = ""
+            s[c] = s[c].astype(object).where(s[c].notna(), "").astype(str)
+        labels = []
+        for _, row in s.iterrows():
+            same = s[s["drug"] == row["drug"]]
+            parts = [row["regimen"]]
+            if same["population"].nunique() > 1:
+                parts.append(row["population"])
+            if row["override"]:
+                parts.append(row["override"])
+            labels.append(", ".join(parts))
+        s["label"] = labels
+        return s
+
+    def select(self, *, drug=None, drugs=None, regimens=None):
+        """Labelled scenario rows of ``drug`` (or of ``drugs``), optionally only ``regimens`` in that order."""
+        s = self.labelled()
+        known = self.drugs
+        if drug is not None:
+            drugs = [drug]
+        if drugs is not None:
+            if isinstance(drugs, str):
+                drugs = [drugs]
+            bad = [d for d in drugs if d not in known]
+            if bad:
+                raise ParameterError(f"drug {bad[0]!r} is not in this run; expected one of {known}")
+            s = s[s["drug"].isin(drugs)]
+            s = s.iloc[np.argsort([list(drugs).index(d) for d in s["drug"]], kind="stable")]
+        if regimens is not None:
+            if isinstance(regimens, str):
+                regimens = [regimens]
+            have = list(s["regimen"]) + list(s["label"])
+            bad = [r for r in regimens if r not in have]
+            if bad:
+                raise ParameterError(f"regimen {bad[0]!r} is not in this run; expected one of "
+                                     f"{list(dict.fromkeys(s['regimen']))}")
+            keep = [i for r in regimens for i in s.index if r in (s.loc[i, "regimen"], s.loc[i, "label"])]
+            s = s.loc[list(dict.fromkeys(keep))]
+        return s
+
+    def _has_subjects(self):
+        return bool(self.scenarios) and (self.folder is not None or bool(self.frames))
+
+    def check_metric(self, column):
+        """Raise ``ParameterError`` unless per-subject ``column`` (or its summary) is in the run."""
+        if self._has_subjects():
+            rec = self.scenarios[0]
+            if rec["key"] in self.frames:
+                names = list(self.frames[rec["key"]].columns)
+            else:
+                names = runfolder.metric_columns(self.folder, self.manifest, rec)
+        else:
+            names = [c[: -len("_median")] for c in self.summary.columns if c.endswith("_median")]
+        if column not in names:
+            allowed = [c for c in names if c not in _PARAMETER_COLUMNS and "_" in c]
+            raise ParameterError(f"metric = {column!r} is not in this run; expected one of {allowed}")
+
+    def values(self, scenario, column):
+        """Per-subject values of ``column`` (failed subjects as NaN), or None for a summary-only result."""
+        if not self._has_subjects():
+            return None
+        return self.scenario_metrics(scenario, [column])[column].to_numpy(dtype=float)
+
+    def summary_stats(self, scenario, column):
+        """``{5: p05, 50: median, 95: p95}`` of ``column`` from the summary table."""
+        row = self.summary[self.summary["scenario"] == scenario].iloc[0]
+        return {5: float(row[f"{column}_p05"]), 50: float(row[f"{column}_median"]), 95: float(row[f"{column}_p95"])}
+
+    @property
+    def has_curves(self):
+        return self.curves_summary is not None and len(self.curves_summary) > 0
+
+    def quantiles(self, scenario, compartment):
+        """Times (h) and ``{percentile: nM array}`` of the population's curves in ``compartment``.
+
+        Percentiles 5, 50, 95 always; 25 and 75 when the raw curves are in the run folder.
+        """
+        if not self.has_curves:
+            raise ParameterError("this run has no curves; run it with --curves (csfpk compare) or curves=True")
+        cs = self.curves_summary[self.curves_summary["scenario"] == scenario]
+        order = list(dict.fromkeys(cs["compartment"]))
+        if compartment not in order:
+            raise ParameterError(f"compartment = {compartment!r} has no curves in this run; expected one of {order}")
+        part = cs[cs["compartment"] == compartment]
+        t = part["time_h"].to_numpy(dtype=float)
+        q = {5: part["p05_nM"].to_numpy(float), 50: part["median_nM"].to_numpy(float),
+             95: part["p95_nM"].to_numpy(float)}
+        if self.folder is not None and self.manifest is not None:
+            cur = runfolder.read_curves(self.folder, self.manifest, self.record(scenario),
+                                        order.index(compartment)).astype(float)
+            if cur.shape[1] != t.size:
+                raise runfolder.RunFolderError(f"{self.folder}: curves have {cur.shape[1]} time points but "
+                                               f"curves_summary.csv has {t.size}; rerun with --overwrite")
+            with np.errstate(invalid="ignore"):
+                p = np.nanpercentile(cur, [5, 25, 50, 75, 95], axis=0)
+            q = dict(zip((5, 25, 50, 75, 95), p))
+        return t, q
+
+    def molecular_weight(self, drug):
+        """Molecular weight of ``drug`` (g/mol) as the run used it, for ng/mL and mg/L axes."""
+        for rec in self.scenarios:
+            if rec["drug"]["name"] == drug:
+                return float(rec["drug"]["molecular_weight"])
+        rows = self.summary[self.summary["drug"] == drug]
+        if "molecular_weight" in rows and len(rows):
+            return float(rows["molecular_weight"].iloc[0])
+        raise ParameterError(f"drug {drug!r}: this result does not record its molecular weight; expected one of "
+                             f"{self.drugs}")
+
+    def csf_compartment(self):
+        """The CSF output the figures show: ``csf``, else ``csf_lumbar``, else the first regional one."""
+        outs = [c[: -len("_cavg_median")] for c in self.summary.columns if c.endswith("_cavg_median")]
+        csf = [o for o in outs if o.startswith("csf")]
+        for pick in ("csf", "csf_lumbar"):
+            if pick in csf:
+                return pick
+        return csf[0] if csf else None
+
+
+def load_run(path):
+    """Read a finished run folder (``csfpk compare --out``) after verifying it; return a ``RunResult``.
+
+    Every chunk's subject range and checksum, the manifest's hashes and the summary files'
+    checksums are checked first; a folder that fails raises ``RunFolderError`` (one line).
+    """
+    import pandas as pd
+
+    path = os.path.abspath(os.fspath(path))
+    man = runfolder.read_run(path)
+    summary = pd.read_csv(os.path.join(path, runfolder.SUMMARY))
+    curves = None
+    if man["curves"] and runfolder.CURVES_SUMMARY in man.get("files", {}):
+        curves = pd.read_csv(os.path.join(path, runfolder.CURVES_SUMMARY))
+    return RunResult(scenarios=tuple(man["scenarios"]), summary=summary, curves_summary=curves, folder=path,
+                     manifest=man)
+
+
+def as_run(source):
+    """``source`` as a ``RunResult``: a result, a run folder path, or a summary frame (summary only)."""
+    import pandas as pd
+
+    if isinstance(source, RunResult):
+        return source
+    if isinstance(source, (str, os.PathLike)):
+        return load_run(source)
+    if isinstance(source, pd.DataFrame):
+        need = {"scenario", "drug", "regimen"}
+        if not need <= set(source.columns):
+            raise ParameterError(f"a summary frame needs the columns {sorted(need)}; got {list(source.columns)[:8]}")
+        return RunResult(scenarios=(), summary=source)
+    raise ParameterError(f"source = {type(source).__name__} is not allowed; expected a RunResult, a run folder path "
+                         "or a summary DataFrame")
+
+
+def summary_table(summary):
+    """One row per scenario: median [5th–95th] of key metrics and P(CSF trough ≥ target), as text."""
+    import pandas as pd
+
+    rows = []
+    for _, r in summary.iterrows():
+        row = {"drug": r["drug"], "regimen": r["regimen"]}
+        if r.get("population") not in (None, "", "population", "default") and not pd.isna(r.get("population")):
+            row["population"] = r["population"]
+        if isinstance(r.get("override"), str) and r.get("override"):
+            row["override"] = r["override"]
+        for o, m, label in _TABLE:
+            key = f"{o}_{m}_median"
+            if key in r and not pd.isna(r[key]):
+                row[label] = f"{_fmt(r[key])} [{_fmt(r[f'{o}_{m}_p05'])}–{_fmt(r[f'{o}_{m}_p95'])}]"
+        if "csf_pta_trough" in r and not pd.isna(r["csf_pta_trough"]):
+            row["P(CSF trough ≥ target)"] = f"{100 * r['csf_pta_trough']:.0f} %"
+        if r.get("n_failed", 0):
+            row["failed"] = f"{int(r['n_failed'])} of {int(r['n'])}"
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _fmt(x):
+    if x != x:
+        return "nan"
+    a = abs(x)
+    if a >= 1000:
+        return f"{x:,.0f}"
+    if a >= 10:
+        return f"{x:.0f}"
+    if a >= 1:
+        return f"{x:.1f}"
+    return f"{x:.2g}"

@@ -1,0 +1,138 @@
+"""A scenario: one drug (overrides applied), one regimen and one virtual population (DESIGN §7).
+
+A scenario is the unit the batch runner (``csfpk.batch``) simulates and the run folder
+(``csfpk.runfolder``) stores. ``Scenario.record()`` is its plain-data description with every
+parameter value resolved — drug, physiology, population, regimen as NONMEM records, span, window
+and target — so a run folder describes itself without the parameter files that produced it.
+``Scenario.key`` names its folder: a readable slug of its labels and a hash of that record, so two
+scenarios whose labels differ only in characters a file name cannot hold ("150 mg/qd" and
+"150 mg qd") never share a folder.
+
+Examples
+--------
+>>> import csfpk
+>>> from csfpk.scenario import Scenario
+>>> s = Scenario(csfpk.load_drug("erlotinib"), csfpk.Regimen.every(amt=150, ii=24, n=28),
+...              csfpk.Population(n=10), t_end=672.0, regimen_name="150 mg/qd")
+>>> s.key.startswith("erlotinib__150_mg_qd__population-")
+True
+"""
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+import numpy as np
+
+from .drug import Drug
+from .errors import ParameterError
+from .physiology import Physiology, load_physiology
+from .population import Population
+from .quantity import PicklesMappings
+from .regimen import Regimen
+
+DOSE_BASES = (None, "bsa", "weight")
+
+
+def digest(data, length=16):
+    """SHA-256 (first ``length`` hex digits) of the canonical JSON of plain ``data``."""
+    text = json.dumps(data, sort_keys=True, default=_json_default, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:length]
+
+
+def _json_default(o):
+    if isinstance(o, np.integer):
+        return int(o)
+    if isinstance(o, np.floating):
+        return float(o)
+    if isinstance(o, MappingProxyType):
+        return dict(o)
+    if isinstance(o, tuple):
+        return list(o)
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+def plain(data):
+    """``data`` as JSON-ready plain data (tuples → lists, numpy scalars → Python numbers)."""
+    return json.loads(json.dumps(data, default=_json_default))
+
+
+@dataclass(frozen=True, eq=False)
+class Scenario(PicklesMappings):
+    """One cell of a sweep grid: a drug (overrides applied), a regimen and a population.
+
+    Attributes
+    ----------
+    drug : the ``Drug`` with overrides applied.  regimen : the ``Regimen``.
+    population : the ``Population``.  t_end, dt : simulated span and output step, h.
+    regimen_name, population_name, override_name : labels (``override_name`` "" for none).
+    overrides : the ``Drug.replace`` changes applied.  source : where the regimen comes from.
+    dose_basis : None (mg), ``"bsa"`` (mg/m²) or ``"weight"`` (mg/kg): doses scale per subject.
+    target_nM : target concentration (nM) for time above target and PTA; None = drug's [potency].
+    window : (start, end) h of the metric window; None = the whole simulation.
+    csf_layout : ``"single"`` or ``"none"``.  physiology : the ``Physiology`` (default adult).
+    """
+
+    drug: Drug
+    regimen: Regimen
+    population: Population
+    t_end: float
+    dt: float = 1.0
+    regimen_name: str = "regimen"
+    population_name: str = "population"
+    override_name: str = ""
+    overrides: MappingProxyType = field(default_factory=lambda: MappingProxyType({}))
+    source: str = ""
+    dose_basis: str | None = None
+    target_nM: float | None = None
+    window: tuple | None = None
+    csf_layout: str = "single"
+    physiology: Physiology = None
+
+    def __post_init__(self):
+        if self.physiology is None:
+            object.__setattr__(self, "physiology", load_physiology("adult"))
+        if self.dose_basis not in DOSE_BASES:
+            raise ParameterError(f"dose_basis = {self.dose_basis!r} is not allowed; expected None, 'bsa' or 'weight'")
+        if self.target_nM is None and self.drug.potency_target_nM is not None:
+            object.__setattr__(self, "target_nM", float(self.drug.potency_target_nM))
+        object.__setattr__(self, "overrides", MappingProxyType(dict(self.overrides)))
+
+    @property
+    def id(self):
+        """Readable label: drug / regimen / population [/ override]."""
+        parts = [self.drug.name, self.regimen_name, self.population_name]
+        if self.override_name:
+            parts.append(self.override_name)
+        return " / ".join(parts)
+
+    @property
+    def key(self):
+        """Folder name: a file-system-safe slug of ``id`` and a hash of ``record()`` (collision-free)."""
+        slug = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in self.id.replace(" / ", "__"))
+        return f"{slug.strip('_.')[:80]}-{digest(self._resolved(), 12)}"
+
+    def record(self):
+        """Plain data: labels, ``key`` and every resolved value that determines the numbers."""
+        return {"id": self.id, "key": self.key, **self._resolved()}
+
+    def _resolved(self):
+        d = self.drug
+        return plain({
+            "drug": {"name": d.name, "molecular_weight": d.molecular_weight,
+                     "plasma": dataclasses.asdict(d.plasma),
+                     "csf": None if d.csf is None else dataclasses.asdict(d.csf),
+                     "iiv": dict(d.iiv), "potency_target_nM": d.potency_target_nM,
+                     "covariate_model": {k: list(v) for k, v in d.covariate_model.items()}},
+            "regimen": [dataclasses.asdict(r) for r in self.regimen.records],
+            "population": self.population.to_dict(),
+            "physiology": {f.name: getattr(self.physiology, f.name) for f in dataclasses.fields(self.physiology)
+                           if f.name != "quantities"},
+            "t_end": self.t_end, "dt": self.dt, "regimen_name": self.regimen_name,
+            "population_name": self.population_name, "override_name": self.override_name,
+            "overrides": dict(self.overrides), "source": self.source, "dose_basis": self.dose_basis,
+            "target_nM": self.target_nM, "window": None if self.window is None else list(self.window),
+            "csf_layout": self.csf_layout,
+        })
