@@ -31,15 +31,19 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ._kernels import codes
+from .drug import load_drug
 from .errors import ParameterError, ScheduleError
 from .escalation import Escalation
 from .model import VARYING, build_model, rate_matrices
+from .myelosuppression import load_myelosuppression
+from .physiology import load_physiology
 from .population import Population, marrow_parameters
 from .simulation import output_grid
 from .status import Status
 from .units import hours
 
-ACTIONS = ("start", "escalate", "hold", "step_back", "at_cap")  # codes of csfpk._kernels.escalation
+DECISIONS = tuple(sorted(codes.DECISIONS, key=codes.DECISIONS.get))  # names of the kernel's decision codes
 DOSE_BASES = (None, "weight", "bsa")
 _POSITIVE_PK = ("CL", "V1", "ka", "Q", "V2", "Q3", "V3", "mtt", "fu", "penetration_ratio", "CL_in")
 
@@ -152,8 +156,6 @@ def run_escalation_subjects(drug, escalation: Escalation, params, marrow, *, t_e
     import pandas as pd_
 
     from ._kernels import escalation as kernel
-    from .drug import load_drug
-    from .myelosuppression import load_myelosuppression
 
     if isinstance(drug, str):
         drug = load_drug(drug)
@@ -173,8 +175,6 @@ def run_escalation_subjects(drug, escalation: Escalation, params, marrow, *, t_e
         raise ParameterError(f"threads = {threads!r} is not allowed; expected an integer in [1, {max_threads}]")
     pd = pd or load_myelosuppression()
     if physiology is None:
-        from .physiology import load_physiology
-
         physiology = load_physiology("adult")
     model, route = _checked_model(drug, escalation, physiology, csf_layout)
     S = int(np.asarray(marrow["slope"]).shape[0])
@@ -257,8 +257,8 @@ def run_escalation_subjects(drug, escalation: Escalation, params, marrow, *, t_e
             "dose_scale": np.where(failed, np.nan, scale_all),
             "final_dose_mg": doses[:, -1],
             "max_dose_mg": np.where(failed, np.nan, np.max(np.where(failed[:, None], 0.0, doses), axis=1)),
-            "n_step_backs": np.where(failed, -1, (actions == ACTIONS.index("step_back")).sum(axis=1)),
-            "n_holds": np.where(failed, -1, (actions == ACTIONS.index("hold")).sum(axis=1))}
+            "n_step_backs": np.where(failed, -1, (actions == codes.STEP_BACK).sum(axis=1)),
+            "n_holds": np.where(failed, -1, (actions == codes.HOLD).sum(axis=1))}
     for j, n in enumerate(marrow["lineages"]):
         cols[f"nadir_{n}_1e9_L"] = nadir[:, j]
         cols[f"nadir_time_{n}_h"] = nadir_t[:, j]
@@ -266,11 +266,11 @@ def run_escalation_subjects(drug, escalation: Escalation, params, marrow, *, t_e
     cols["worst_grade_any"] = np.where(failed, -1, worst.max(axis=1))
     subjects = pd_.DataFrame(cols)
     times = np.asarray(escalation.times, dtype=float)
-    act_names = np.array(ACTIONS + ("failed",), dtype=object)
+    act_names = np.array(DECISIONS + ("failed",), dtype=object)
     dose_frame = pd_.DataFrame({
         "subject": np.repeat(subject, n_inj), "injection": np.tile(np.arange(1, n_inj + 1), S),
         "time_h": np.tile(times, S), "dose_mg": doses.ravel(),
-        "action": act_names[np.where(np.repeat(failed, n_inj), len(ACTIONS), actions.ravel())]})
+        "action": act_names[np.where(np.repeat(failed, n_inj), len(DECISIONS), actions.ravel())]})
     return EscalationPopulation(subjects, dose_frame, tuple(marrow["lineages"]))
 
 
@@ -294,8 +294,6 @@ def run_escalation_population(drug, escalation: Escalation, population: Populati
     >>> res.doses.query("injection == 1").dose_mg.round(6).tolist()
     [5.0, 7.0, 9.0]
     """
-    from .drug import load_drug
-    from .myelosuppression import load_myelosuppression
 
     if isinstance(drug, str):
         drug = load_drug(drug)
@@ -303,8 +301,6 @@ def run_escalation_population(drug, escalation: Escalation, population: Populati
         raise ParameterError(f"population = {population!r} is not a Population; build one with csfpk.Population(n=...)")
     pd = pd or load_myelosuppression()
     if physiology is None:
-        from .physiology import load_physiology
-
         physiology = load_physiology("adult")
     if not isinstance(escalation, Escalation):
         raise ScheduleError(f"escalation = {escalation!r} is not an Escalation; build one with Escalation(...)")

@@ -11,7 +11,7 @@ from csfpk.status import Status
 
 KERNELS = Path(codes.__file__).parent
 GROUPS = {"ACTIONS": codes.ACTIONS, "STATUSES": codes.STATUSES, "METRICS": codes.METRICS, "STATS": codes.STATS,
-          "NL": codes.NL}
+          "NL": codes.NL, "DECISIONS": codes.DECISIONS}
 
 
 def test_every_status_code_has_an_enum_member_with_a_message_and_vice_versa():

@@ -48,6 +48,16 @@ STATUSES = {"OK": OK, "NONFINITE": NONFINITE, "MAX_STEPS": MAX_STEPS, "STEP_UNDE
 
 SEGMENT_CONTINUE = -1  # stepping.segment_start: go on integrating (internal, never returned to Python)
 
+# ----------------------------------------------------------------------------- escalation decisions
+# one per injection of the population escalation kernel (``_kernels.escalation``); names in
+# ``csfpk.escalation_population.DECISIONS``
+START = 0
+ESCALATE = 1
+HOLD = 2
+STEP_BACK = 3
+AT_CAP = 4
+DECISIONS = {"start": START, "escalate": ESCALATE, "hold": HOLD, "step_back": STEP_BACK, "at_cap": AT_CAP}
+
 # ----------------------------------------------------------------------------- metric slots
 # metrics[o, slot] of the population kernel (``batch.run_metrics``); names in ``csfpk.metrics.NAMES``
 CMAX = 0

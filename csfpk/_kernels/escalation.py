@@ -28,11 +28,10 @@ import numpy as np
 from numba import njit, prange
 
 from . import friberg
-from .codes import NONFINITE, OK
+from .codes import AT_CAP, ESCALATE, HOLD, NONFINITE, OK, START, STEP_BACK
 from .expm import expm
 
-SAMPLE, INJECT = 0, 1
-START, ESCALATE, HOLD, STEP_BACK, AT_CAP = range(5)
+SAMPLE, INJECT = 0, 1  # the two kinds of event on an escalation subject's timeline
 
 
 @njit(cache=True, nogil=True)
