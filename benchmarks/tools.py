@@ -17,8 +17,7 @@ import importlib.util
 
 import numpy as np
 
-from csfpk._kernels.codes import DOPRI5, RODAS
-from csfpk._kernels.rhs import NL_CENTRAL, NL_KM, NL_SINK, NL_V1, NL_VMAX
+from csfpk._kernels.codes import DOPRI5, NL_CENTRAL, NL_KM, NL_SINK, NL_V1, NL_VMAX, RODAS
 
 MAX_STEPS = 10_000_000
 

@@ -53,8 +53,8 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from ._kernels.rhs import (NL_ASAT, NL_CENTRAL, NL_CSF, NL_DCL, NL_KIN, NL_KIND, NL_KM, NL_SINK, NL_SIZE, NL_V1,
-                           NL_VMAX)
+from ._kernels.codes import (NL_ASAT, NL_CENTRAL, NL_CSF, NL_DCL, NL_KIN, NL_KIND, NL_KM, NL_SINK, NL_SIZE, NL_V1,
+                             NL_VMAX)
 from .drug import Drug
 from .errors import ParameterError, ScheduleError
 from .physiology import Physiology, load_physiology

@@ -9,6 +9,7 @@ import math
 import numpy as np
 
 from . import limits
+from ._kernels import codes
 from .drug import Drug, load_drug
 from .errors import ParameterError, ScheduleError, SolverError
 from .model import Model, build_model
@@ -101,7 +102,7 @@ def _solve(model, regimen, times, *, method, record_outputs, rtol, atol, max_ste
         if tl.has_ss:
             raise ScheduleError("steady-state records (ss = 1 or 2) need a linear model and method='exact'; "
                                 "simulate the dosing history instead")
-        from ._kernels import adaptive, codes
+        from ._kernels import adaptive
 
         _check_tol(rtol, atol)
         counts = np.zeros(codes.N_STATS, dtype=np.int64)

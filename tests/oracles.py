@@ -107,9 +107,11 @@ def expm_solution(K, x0, times, r=None):
 
 def reference_rhs(K, nl):
     """f(t, x, r) and ∂f/∂x of the model ODE, written from csfpk._kernels.rhs's docstring (not its code):
-    dx/dt = K·x + r − e_c·E(t, x_c) + e_s·E(t, x_c), E = Vmax·C/(Km + C) + ΔCL·(1 − e^{−k_ind·t})·C,
-    C = x_c/V1, with nl = (c, s, V1, Vmax, Km, ΔCL, k_ind)."""
+    dx/dt = K·x + r − e_c·E(t, x_c) + e_s·E(t, x_c) + (e_c − e_csf)·S(x_c),
+    E = Vmax·C/(Km + C) + ΔCL·(1 − e^{−k_ind·t})·C, C = x_c/V1, S = k_in·x_c²/(A_sat + x_c) (saturable CSF
+    uptake; 0 when A_sat = 0), with nl = (c, s, V1, Vmax, Km, ΔCL, k_ind[, csf, k_in, A_sat])."""
     c, sink, v1, vmax, km, dcl, kind = int(nl[0]), int(nl[1]), nl[2], nl[3], nl[4], nl[5], nl[6]
+    csf, kin, asat = (int(nl[7]), nl[8], nl[9]) if len(nl) > 9 else (0, 0.0, 0.0)
 
     def f(t, x, r):
         dx = K @ x + r
@@ -117,6 +119,10 @@ def reference_rhs(K, nl):
         flux = (vmax * conc / (km + conc) if vmax else 0.0) + (dcl * (1 - np.exp(-kind * t)) * conc if dcl else 0.0)
         dx[c] -= flux
         dx[sink] += flux
+        if asat:
+            back = kin * x[c] ** 2 / (asat + x[c])
+            dx[c] += back
+            dx[csf] -= back
         return dx
 
     def jac(t, x, r):
@@ -125,6 +131,10 @@ def reference_rhs(K, nl):
         d = (vmax * km / (v1 * (km + conc) ** 2) if vmax else 0.0) + (dcl * (1 - np.exp(-kind * t)) / v1 if dcl else 0.0)
         J[c, c] -= d
         J[sink, c] += d
+        if asat:
+            ds = kin * x[c] * (x[c] + 2 * asat) / (asat + x[c]) ** 2
+            J[c, c] += ds
+            J[csf, c] -= ds
         return J
 
     return f, jac

@@ -5,13 +5,13 @@ from pathlib import Path
 
 import pytest
 
-from csfpk import metrics, schedule, status
+from csfpk import metrics, model, schedule, status
 from csfpk._kernels import codes
 from csfpk.status import Status
 
 KERNELS = Path(codes.__file__).parent
 GROUPS = {"ACTIONS": codes.ACTIONS, "STATUSES": codes.STATUSES, "METRICS": codes.METRICS, "STATS": codes.STATS,
-          "DECISIONS": codes.DECISIONS}
+          "NL": codes.NL, "DECISIONS": codes.DECISIONS}
 
 
 def test_every_status_code_has_an_enum_member_with_a_message_and_vice_versa():
@@ -30,7 +30,7 @@ def test_codes_within_a_group_are_distinct(group):
 def test_every_upper_case_int_of_codes_belongs_to_exactly_one_group():
     """A code added to codes.py without its group dict would be invisible to the checks here."""
     grouped = {name.upper() for g in GROUPS.values() for name in g}
-    singles = {"SEGMENT_CONTINUE", "N_METRICS", "N_STATS", "DOPRI5", "RODAS"}
+    singles = {"SEGMENT_CONTINUE", "N_METRICS", "N_STATS", "NL_SIZE", "DOPRI5", "RODAS"}
     defined = {k for k, v in vars(codes).items() if k.isupper() and isinstance(v, int)}
     assert defined == grouped | singles
     assert codes.SEGMENT_CONTINUE not in codes.STATUSES.values()
@@ -67,9 +67,10 @@ def _module_level_assignments(path):
 
 
 @pytest.mark.parametrize("path", [p for p in sorted(KERNELS.glob("*.py")) if p.name != "codes.py"]
-                         + [Path(schedule.__file__), Path(status.__file__)], ids=lambda p: p.name)
+                         + [Path(schedule.__file__), Path(status.__file__), Path(model.__file__)], ids=lambda p: p.name)
 def test_no_module_defines_a_kernel_code_again(path):
-    all_codes = {name.upper() for g in GROUPS.values() for name in g} | {"SEGMENT_CONTINUE", "N_METRICS", "N_STATS"}
+    all_codes = {name.upper() for g in GROUPS.values() for name in g} | {"SEGMENT_CONTINUE", "N_METRICS", "N_STATS",
+                                                                          "NL_SIZE"}
     redefined = _module_level_assignments(path) & (all_codes | {f"STATUS_{n}" for n in codes.STATUSES})
     assert not redefined, f"{path.name} defines {sorted(redefined)}; import them from csfpk._kernels.codes"
 

@@ -8,6 +8,7 @@ import csfpk
 
 def test_import_compiles_nothing_and_loads_no_matplotlib():
     code = ("import sys, csfpk; csfpk.Regimen; csfpk.load_drug('erlotinib');"
+            "csfpk.build_model(csfpk.load_drug('lorlatinib')); import csfpk.simulation, csfpk.status;"
             "bad = [m for m in ('matplotlib', 'numba', 'csfpk._kernels.exact') if m in sys.modules];"
             "print(','.join(bad))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

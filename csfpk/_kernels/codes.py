@@ -4,7 +4,8 @@ Kernels take and return plain integers; this module is the one place where those
 defined. ``csfpk.schedule`` writes the action codes into a ``Timeline``, every kernel reads them,
 ``csfpk.status.Status`` gives each status code its name and message, ``csfpk.metrics.NAMES`` names
 the metric slots, and ``csfpk.result.SimulationResult.stats`` names the step-count slots.
-Importing this module compiles nothing and imports no numba.
+``csfpk.model`` fills the nonlinear-term slots ``NL_*`` read by ``rhs``. Importing this module
+compiles nothing and imports no numba.
 
 Actions (one row of the timeline; semantics in ``csfpk.schedule``)::
 
@@ -79,6 +80,22 @@ LU_FACTORISATIONS = 3  # LU factorisations of I/(h·γ) − J (Rodas4 only; 0 fo
 N_STATS = 4
 STATS = {"steps_accepted": STEPS_ACCEPTED, "steps_rejected": STEPS_REJECTED, "rhs_evaluations": RHS_EVALUATIONS,
          "lu_factorisations": LU_FACTORISATIONS}
+
+# ----------------------------------------------------------------------------- nonlinear-term slots
+# nl[slot] of the model's nonlinear parameters (equations in ``rhs``); written by ``csfpk.model``
+NL_CENTRAL = 0  # index of the central compartment (stored as float)
+NL_SINK = 1  # index of the elimination sink
+NL_V1 = 2  # central volume, L
+NL_VMAX = 3  # mg/h
+NL_KM = 4  # mg/L
+NL_DCL = 5  # CL_induced − CL, L/h
+NL_KIND = 6  # 1/h
+NL_CSF = 7  # index of the CSF state with saturable uptake (stored as float)
+NL_KIN = 8  # linear influx rate constant central → CSF carried by K, 1/h
+NL_ASAT = 9  # central amount at half-saturation of the CSF influx, mg (0: no saturation)
+NL_SIZE = 10
+NL = {"NL_CENTRAL": NL_CENTRAL, "NL_SINK": NL_SINK, "NL_V1": NL_V1, "NL_VMAX": NL_VMAX, "NL_KM": NL_KM,
+      "NL_DCL": NL_DCL, "NL_KIND": NL_KIND, "NL_CSF": NL_CSF, "NL_KIN": NL_KIN, "NL_ASAT": NL_ASAT}
 
 # ----------------------------------------------------------------------------- methods
 DOPRI5 = 0

@@ -23,24 +23,15 @@ Biopharm 1:103; time-dependent clearance for lorlatinib autoinduction, Chen et a
 Pharmacometrics Syst Pharmacol 10:148; saturable uptake into CSF, as reported for gefitinib at
 1250 mg daily (Shriyan et al. 2020 Eur J Clin Pharmacol, doi 10.1007/s00228-020-02926-9).
 
-``nl`` packs the nonlinear parameters as a float64 array (see ``NL_*`` indices). A model with
+``nl`` packs the nonlinear parameters as a float64 array (slots ``NL_*`` of ``codes``). A model with
 ``nl[NL_VMAX] == 0``, ``nl[NL_DCL] == 0`` and ``nl[NL_ASAT] == 0`` is linear and time-invariant.
 """
 
 import numpy as np
 from numba import njit
 
-NL_CENTRAL = 0  # index of the central compartment (stored as float)
-NL_SINK = 1  # index of the elimination sink
-NL_V1 = 2  # central volume, L
-NL_VMAX = 3  # mg/h
-NL_KM = 4  # mg/L
-NL_DCL = 5  # CL_induced − CL, L/h
-NL_KIND = 6  # 1/h
-NL_CSF = 7  # index of the CSF state with saturable uptake (stored as float)
-NL_KIN = 8  # linear influx rate constant central → CSF carried by K, 1/h
-NL_ASAT = 9  # central amount at half-saturation of the CSF influx, mg (0: no saturation)
-NL_SIZE = 10
+from csfpk._kernels.codes import (NL_ASAT, NL_CENTRAL, NL_CSF, NL_DCL, NL_KIN, NL_KIND, NL_KM,  # noqa: F401
+                                  NL_SINK, NL_SIZE, NL_V1, NL_VMAX)
 
 
 @njit(cache=True, nogil=True)
