@@ -29,33 +29,9 @@ from numba import njit, prange
 
 from . import friberg
 from .codes import AT_CAP, ESCALATE, HOLD, NONFINITE, OK, START, STEP_BACK
-from .expm import expm
+from .exact import advance, new_stepper, rates_active
 
 SAMPLE, INJECT = 0, 1  # the two kinds of event on an escalation subject's timeline
-
-
-@njit(cache=True, nogil=True)
-def _propagate(K, h, slot_h, E, x, y):
-    """x ← exp(K·h)·x using the cache E[slot] (slot_h[slot] is the gap it holds; slot 0 the grid step)."""
-    n = x.shape[0]
-    slot = 0 if abs(h - slot_h[0]) <= 1e-12 * max(1.0, slot_h[0]) else 1
-    if slot == 1 and h != slot_h[1]:
-        M = np.empty((n, n))
-        for i in range(n):
-            for j in range(n):
-                M[i, j] = K[i, j] * h
-        X = expm(M)
-        for i in range(n):
-            for j in range(n):
-                E[1, i, j] = X[i, j]
-        slot_h[1] = h
-    for i in range(n):
-        s = 0.0
-        for j in range(n):
-            s += E[slot, i, j] * x[j]
-        y[i] = s
-    for i in range(n):
-        x[i] = y[i]
 
 
 @njit(cache=True, nogil=True)
@@ -77,19 +53,8 @@ def run_subject(K, central, v1, route, f_route, act_time, act_kind, act_index, g
     L = circ0.shape[0]
     x = np.zeros(n)
     y = np.zeros(n)
-    E = np.zeros((2, n, n))
-    slot_h = np.array([grid_step, -1.0])
-    if grid_step > 0.0:
-        M = np.empty((n, n))
-        for i in range(n):
-            for j in range(n):
-                M[i, j] = K[i, j] * grid_step
-        X = expm(M)
-        for i in range(n):
-            for j in range(n):
-                E[0, i, j] = X[i, j]
-    else:
-        slot_h[0] = -1.0
+    r = np.zeros(n)  # no infusions: IT and IV boluses only
+    E, P, meta = new_stepper(K, grid_step)  # the exact kernel's propagator cache (slot 0: the grid step)
     pools = np.empty((L, friberg.N_POOLS))
     work = np.empty((friberg.N_POOLS, friberg.N_POOLS))
     ktr = np.empty(L)
@@ -113,7 +78,7 @@ def run_subject(K, central, v1, route, f_route, act_time, act_kind, act_index, g
     for a in range(act_time.shape[0]):
         h = act_time[a] - t
         if h > 0.0:
-            _propagate(K, h, slot_h, E, x, y)
+            advance(K, h, E, P, meta, x, y, r, rates_active(r))  # a bool variable: a literal False compiles _fill twice
             t = act_time[a]
         if act_kind[a] == SAMPLE:
             cp = x[central] / v1
