@@ -43,6 +43,8 @@ CSF_SPECS = {
     "CL_in": Spec("L/h", **NONNEG),
     "CL_out": Spec("L/h", **NONNEG),
     "depot_release_half_life": Spec("h", **POSITIVE),
+    "CL_interstitial": Spec("L/h", **NONNEG),
+    "CL_brain_out": Spec("L/h", **NONNEG),
 }
 BASES = ("total", "unbound")
 SITES = ("lumbar", "ventricular", "cisternal")
@@ -126,6 +128,11 @@ class CSFExchange:
     unbound plasma, sampled at ``site``) with ``equilibration_half_life`` (h), or the mechanistic
     ``CL_in`` (influx of unbound plasma drug, L/h) with ``CL_out`` (efflux besides bulk flow, L/h).
     ``depot_release_half_life`` (h) adds a slow-release CSF depot (liposomal formulations).
+    ``CL_interstitial`` (L/h) adds two-way diffusional exchange between the CSF and the brain
+    interstitial fluid (the physiology's ``volume_interstitial``); it leaves steady-state CSF/plasma
+    ratios unchanged and shapes the CSF curve after an intrathecal dose (Bleyer & Dedrick 1977).
+    ``CL_brain_out`` (L/h) is efflux from the brain interstitial fluid to plasma across the
+    blood-brain barrier (needs ``CL_interstitial``).
     """
 
     penetration_ratio: float | None = None
@@ -136,6 +143,8 @@ class CSFExchange:
     CL_out: float | None = None
     depot_release_half_life: float | None = None
     ratio_range: tuple | None = None
+    CL_interstitial: float | None = None
+    CL_brain_out: float | None = None
 
     def __post_init__(self):
         where = "csf"
@@ -155,6 +164,8 @@ class CSFExchange:
             raise ParameterError(f"{where}: CL_in and CL_out go together")
         if self.basis not in BASES:
             raise ParameterError(f"{where}: basis = {self.basis!r} is not allowed; expected one of {BASES}")
+        if self.CL_brain_out is not None and self.CL_interstitial is None:
+            raise ParameterError(f"{where}: CL_brain_out (brain interstitial fluid -> plasma) needs CL_interstitial")
         if self.site not in SITES:
             raise ParameterError(f"{where}: site = {self.site!r} is not allowed; expected one of {SITES}")
 

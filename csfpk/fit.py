@@ -606,7 +606,8 @@ def fit(observations, dosing, parameters, *, drug, physiology=None, csf_layout="
         if key in want or (profile is None and wide):
             ci[key], how[key] = prob.profile(k, x, cov, s), "profile"
         else:
-            ci[key], how[key] = (math.exp(low), math.exp(high)), "wald-log"
+            # clipped to the bounds (also keeps an unidentifiable parameter's interval finite)
+            ci[key], how[key] = (math.exp(max(low, prob.lo[k])), math.exp(min(high, prob.hi[k]))), "wald-log"
     r, logpred = prob.residuals(x, 1.0 if s is None else s)
     sv = prob.sigmas(1.0 if s is None else s)
     objective = float(r @ r + 2.0 * np.sum(np.log(sv[~prob.blq])))

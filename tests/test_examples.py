@@ -15,6 +15,7 @@ CASES = {
     "intrathecal_protocol.py": (["--weeks", "4", "--out", "it"],
                                 ["it/exposure.csv", "it/doses_given.csv", "it/csf_by_region.png", "it/leukocytes.png"]),
     "route_comparison.py": (["--out", "routes"], ["routes/route_exposure.csv", "routes/routes_csf.png"]),
+    "it_validation.py": (["--out", "itv"], ["itv/validation.csv", "itv/validation.png"]),
 }
 
 
