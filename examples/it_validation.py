@@ -32,7 +32,7 @@ FITTED = {"csf.CL_out": (1e-6, 0.3), "csf.CL_interstitial": (1e-5, 0.2), "csf.CL
 SIGMA = 0.5  # log-scale residual SD for rows without an SD (study means of different cohorts; assumed)
 
 
-def refit():
+def refit(profile=None):
     """The methotrexate calibration: the four CSF parameters from the ``fit`` rows (start: 0.01 L/h for the
     two interstitial terms, the file's values otherwise)."""
     df = observations.load()
@@ -40,7 +40,7 @@ def refit():
     obs, dosing, covs = observations.fit_frame(df[df.drug == "methotrexate"], drug, phys, LAYOUT)
     start = {"csf.CL_out": 0.066, "csf.CL_in": 0.0041, "csf.CL_interstitial": 0.01, "csf.CL_brain_out": 0.01}
     return csfpk.fit(obs, dosing, FITTED, drug=drug, physiology=phys, csf_layout=LAYOUT, covariates=covs,
-                     start=start, sigma=SIGMA)
+                     start=start, sigma=SIGMA, profile=profile)
 
 
 def table():

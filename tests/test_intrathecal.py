@@ -334,3 +334,18 @@ def test_observation_set_is_checked(tmp_path):
     half = df[df.statistic == "half_life"].head(1).assign(use="fit")
     with pytest.raises(ObservationError, match="cannot be fitted"):
         observations.fit_frame(half, csfpk.load_drug("methotrexate"), csfpk.load_physiology("adult"))
+
+
+def test_methotrexate_file_carries_the_calibration_it_validation_reproduces():
+    """The fitted values in methotrexate.toml are what examples/it_validation.py --refit estimates."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent.parent / "examples" / "it_validation.py"
+    spec = importlib.util.spec_from_file_location("it_validation", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    res = mod.refit(profile=False)
+    drug = csfpk.load_drug("methotrexate")
+    for key in mod.FITTED:
+        assert res.estimates[key] == pytest.approx(getattr(drug.csf, key.split(".")[1]), rel=0.01), key
