@@ -60,8 +60,20 @@ the second, because every region is flushed by the same bulk flow. Bleyer & Dedr
 to diffusion between CSF and brain extracellular fluid, the simplest mechanism that gives a slow
 phase of small amplitude: the tissue takes up drug while the CSF level is high and returns it when
 it is low. Saturable efflux was not needed (IT doses in the data span 2–18 mg; no dose dependence
-was tested) and the spinal/cranial mixing clearances were not identifiable from the data (fits
-drove them to their bounds), so they keep their physiology values. At steady state under constant
+was tested) and the spinal/cranial mixing clearance was not identifiable from the data (fits
+drove it to its bounds), so it keeps its physiology value.
+
+Mixing of the cranial CSF (2026-11-29). CSF does not only flow one way: with every heart beat it
+moves to and fro through the aqueduct (oscillatory volume 1.7 mL/min) and across the foramen magnum
+(39 mL/min; Enzmann & Pelc 1993 AJNR 14:1301, phase-contrast MRI). ``mixing_ventricles_cisterna``
+and ``mixing_cisterna_cranial`` are these tidal flows (each stroke exchanged once). Without them the
+ventricles were flushed by fresh CSF within about an hour, and ventricular MTX after an Ommaya dose
+or during an IV infusion was 10-100x below the published values; with them the ventricles,
+cisterna and cranial SAS behave as the patients' data do (one mixed cranial pool a few hours after
+an Ommaya dose), while the spinal canal, whose 35 mL the 0.65-mL stroke barely moves, keeps its
+slow dispersion. Tried and not kept (they did not improve the fit rows and the three behaviours
+together; numbers in the issue-10 report): efflux at the choroid plexus only, slower spinal
+dispersion (0.004 L/h), and a larger apparent brain tissue volume for MTX. At steady state under constant
 plasma with CL_brain_out = 0 the interstitial compartment carries no net flux, so steady-state
 CSF/plasma ratios, the quantity TKI files are parameterised by, are unchanged; the compartment
 exists only for drugs whose file sets ``CL_interstitial``. The calibration is in

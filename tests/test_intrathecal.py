@@ -63,8 +63,10 @@ def test_lumbar_dose_favours_lumbar_and_ommaya_favours_ventricles(name):
     model = regional(name)
     lum = csfpk.simulate(model, Regimen.every(amt=12, ii=0, n=1, route="it_lumbar"), t_end=72, dt=0.1)
     omm = csfpk.simulate(model, Regimen.every(amt=12, ii=0, n=1, route="it_ventricular"), t_end=72, dt=0.1)
-    assert auc(lum, "csf_lumbar") > 10 * auc(lum, "csf_ventricles")
-    assert auc(omm, "csf_ventricles") > 2 * auc(omm, "csf_lumbar")
+    assert auc(lum, "csf_lumbar") > 2 * auc(lum, "csf_ventricles")
+    assert auc(omm, "csf_ventricles") > auc(omm, "csf_lumbar")
+    # Balis 2000 (rhesus, lateral-ventricle bolus): lumbar exposure 11-69 % of the fourth-ventricle exposure
+    assert 0.11 <= auc(omm, "csf_lumbar") / auc(omm, "csf_ventricles") <= 0.70
     assert omm.conc("csf_ventricles").max() > lum.conc("csf_ventricles").max()
 
 
@@ -306,6 +308,27 @@ def test_issue10_calibrated_methotrexate_keeps_drug_in_the_csf():
     assert math.log(2) / late > 6.0  # a slow terminal phase, not bulk-flow washout
     om, _, _ = solve(model, Regimen.every(12, 24, 1, route="it_ventricular"), t)
     assert conc(om, "csf_lumbar")[np.searchsorted(t, 4.0)] / conc(om, "csf_ventricles").max() > 0.03
+
+
+def test_ventricles_stay_mixed_with_the_cranial_csf_after_an_ommaya_dose():
+    """Shapiro 1975: after an Ommaya dose ventricular and lumbar MTX both decline exponentially over 48 h,
+    lumbar peaking at 4 h. With the aqueduct/foramen-magnum tidal exchange (adult.toml) the ventricles
+    are not flushed by fresh CSF: a day later they are within 2-fold of the lumbar level (without it,
+    0.26x), and their level 1 h after the dose is within 2-fold of the published 200 uM peak after
+    6.25 mg/m2 (11.25 mg; without it 2.7x over)."""
+    drug, phys = csfpk.load_drug("methotrexate"), csfpk.load_physiology("adult")
+    model = csfpk.build_model(drug, phys, "regional")
+    t = np.array([1.0, 4.0, 24.0])
+    to_uM = 1e3 / drug.molecular_weight
+    out, _, _ = solve(model, Regimen.every(11.25, 24, 1, route="it_ventricular"), t)
+
+    def conc(name):
+        i, v, s = model.outputs[name]
+        return s * out[:, i] / v * to_uM
+
+    vent, lumbar = conc("csf_ventricles"), conc("csf_lumbar")
+    assert 0.5 <= vent[2] / lumbar[2] <= 2.0
+    assert 100.0 <= vent[0] <= 400.0
 
 
 def test_observation_set_csf_fit_rows_within_twofold():
