@@ -303,32 +303,28 @@ def test_issue10_calibrated_methotrexate_keeps_drug_in_the_csf():
     lumbar = conc(lp, "csf_lumbar")
     assert lumbar[np.searchsorted(t, 48.0)] > 0.05  # Bleyer 1973: 0.17 µM at 48 h after 12-15 mg/m2
     plasma = conc(lp, "plasma")
-    assert t[np.argmax(plasma)] > 2.5
+    assert 3.0 <= t[np.argmax(plasma)] <= 12.0  # Bleyer & Dedrick 1977: plasma peak 3-12 h after 12 mg/m2 IT
     late = np.log(lumbar[np.searchsorted(t, 24.0)] / lumbar[np.searchsorted(t, 72.0)]) / 48.0
     assert math.log(2) / late > 6.0  # a slow terminal phase, not bulk-flow washout
     om, _, _ = solve(model, Regimen.every(12, 24, 1, route="it_ventricular"), t)
     assert conc(om, "csf_lumbar")[np.searchsorted(t, 4.0)] / conc(om, "csf_ventricles").max() > 0.03
 
 
-def test_ventricles_stay_mixed_with_the_cranial_csf_after_an_ommaya_dose():
-    """Shapiro 1975: after an Ommaya dose ventricular and lumbar MTX both decline exponentially over 48 h,
-    lumbar peaking at 4 h. With the aqueduct/foramen-magnum tidal exchange (adult.toml) the ventricles
-    are not flushed by fresh CSF: a day later they are within 2-fold of the lumbar level (without it,
-    0.26x), and their level 1 h after the dose is within 2-fold of the published 200 uM peak after
-    6.25 mg/m2 (11.25 mg; without it 2.7x over)."""
-    drug, phys = csfpk.load_drug("methotrexate"), csfpk.load_physiology("adult")
-    model = csfpk.build_model(drug, phys, "regional")
-    t = np.array([1.0, 4.0, 24.0])
-    to_uM = 1e3 / drug.molecular_weight
-    out, _, _ = solve(model, Regimen.every(11.25, 24, 1, route="it_ventricular"), t)
+def test_ventricles_are_not_flushed_by_fresh_csf():
+    """With the aqueduct/foramen-magnum tidal exchange (adult.toml, Enzmann & Pelc 1993) the ventricles stay
+    mixed with the cranial CSF. Two published ventricular values, both check rows (never fitted), within
+    2-fold: the peak after an Ommaya dose of 6.25 mg/m2 (Shapiro 1975, 200 uM; maximum over 0.5-2 h; 2.7x
+    over without the exchange) and the level at the end of a 6-h IV infusion of 750-1500 mg/m2 (Rinsho
+    Ketsueki 1980, 0.755 uM; 0.39x without it)."""
+    from csfpk import observations
 
-    def conc(name):
-        i, v, s = model.outputs[name]
-        return s * out[:, i] / v * to_uM
-
-    vent, lumbar = conc("csf_ventricles"), conc("csf_lumbar")
-    assert 0.5 <= vent[2] / lumbar[2] <= 2.0
-    assert 100.0 <= vent[0] <= 400.0
+    df = observations.load().set_index("row_id", drop=False)
+    phys, drug = csfpk.load_physiology("adult"), csfpk.load_drug("methotrexate")
+    for row_id in ("MTX-05", "MTX-14"):
+        r = df.loc[row_id]
+        assert r.site == "csf_ventricular"
+        fold = observations.predict(r, drug, phys) / r.value
+        assert 0.5 <= fold <= 2.0, (row_id, fold)
 
 
 def test_observation_set_csf_fit_rows_within_twofold():
