@@ -47,6 +47,8 @@ CSF_SPECS = {
     "CL_out": Spec("L/h", **NONNEG),
     "depot_release_half_life": Spec("h", **POSITIVE),
     "uptake_half_saturation": Spec("mg/L", **POSITIVE),
+    "CL_interstitial": Spec("L/h", **NONNEG),
+    "CL_brain_out": Spec("L/h", **NONNEG),
 }
 # covariate name -> (keyword of Drug.for_subject, unit as written in [covariates] entries)
 COVARIATES = {"weight": ("weight_kg", "kg"), "bsa": ("bsa_m2", "m2"), "crcl": ("crcl_mL_min", "mL/min")}
@@ -137,6 +139,11 @@ class CSFExchange:
     CL_in / (1 + fu·C_p / uptake_half_saturation) (Michaelis–Menten carrier-mediated uptake; the
     penetration ratio is then the low-concentration limit). It makes the model nonlinear (adaptive
     solvers; the population runner refuses it) and needs the ``single`` CSF layout.
+    ``CL_interstitial`` (L/h) adds two-way diffusional exchange between the CSF and the brain
+    interstitial fluid (the physiology's ``volume_interstitial``); it leaves steady-state CSF/plasma
+    ratios unchanged and shapes the CSF curve after an intrathecal dose (Bleyer & Dedrick 1977).
+    ``CL_brain_out`` (L/h) is efflux from the brain interstitial fluid to plasma across the
+    blood-brain barrier (needs ``CL_interstitial``).
     """
 
     penetration_ratio: float | None = None
@@ -148,6 +155,8 @@ class CSFExchange:
     depot_release_half_life: float | None = None
     uptake_half_saturation: float | None = None
     ratio_range: tuple | None = None
+    CL_interstitial: float | None = None
+    CL_brain_out: float | None = None
 
     def __post_init__(self):
         where = "csf"
@@ -167,6 +176,8 @@ class CSFExchange:
             raise ParameterError(f"{where}: CL_in and CL_out go together")
         if self.basis not in BASES:
             raise ParameterError(f"{where}: basis = {self.basis!r} is not allowed; expected one of {BASES}")
+        if self.CL_brain_out is not None and self.CL_interstitial is None:
+            raise ParameterError(f"{where}: CL_brain_out (brain interstitial fluid -> plasma) needs CL_interstitial")
         if self.site not in SITES:
             raise ParameterError(f"{where}: site = {self.site!r} is not allowed; expected one of {SITES}")
 

@@ -210,15 +210,15 @@ def read_observations(observations, molecular_weight):
             raise ObservationError(f"{row}: time_h = {df['time_h'].iloc[i]!r} is not allowed; expected a time >= 0 h")
         if blq[i]:
             if not (math.isfinite(lloq[i]) and lloq[i] > 0):
-                raise ObservationError(f"{row}: a BLQ row needs lloq > 0, got {lloq[i]!r}")
+                raise ObservationError(f"{row}: a BLQ row needs lloq > 0, got {float(lloq[i])!r}")
             continue
         if not (math.isfinite(conc[i]) and conc[i] > 0):
-            raise ObservationError(f"{row}: conc = {raw[i]!r} is not allowed; expected a concentration > 0 "
+            raise ObservationError(f"{row}: conc = {float(raw[i])!r} is not allowed; expected a concentration > 0 "
                                    "(mark values below the limit of quantification blq = true with lloq)")
         if "sd" in df.columns and not (math.isnan(sd[i]) or sd[i] > 0):
-            raise ObservationError(f"{row}: sd = {sd[i]!r} is not allowed; expected > 0 or empty")
+            raise ObservationError(f"{row}: sd = {float(sd[i])!r} is not allowed; expected > 0 or empty")
         if not (math.isfinite(weight[i]) and weight[i] > 0):
-            raise ObservationError(f"{row}: weight = {weight[i]!r} is not allowed; expected a finite value > 0")
+            raise ObservationError(f"{row}: weight = {float(weight[i])!r} is not allowed; expected a finite value > 0")
     out["conc_mg_L"], out["sd_mg_L"], out["weight"], out["blq"], out["lloq_mg_L"] = conc, sd, weight, blq, lloq
     out["unit"] = units
     return out
@@ -605,7 +605,8 @@ def fit(observations, dosing, parameters, *, drug, physiology=None, csf_layout="
         if key in want or (profile is None and wide):
             ci[key], how[key] = prob.profile(k, x, cov, s), "profile"
         else:
-            ci[key], how[key] = (math.exp(low), math.exp(high)), "wald-log"
+            # clipped to the bounds (also keeps an unidentifiable parameter's interval finite)
+            ci[key], how[key] = (math.exp(max(low, prob.lo[k])), math.exp(min(high, prob.hi[k]))), "wald-log"
     r, logpred = prob.residuals(x, 1.0 if s is None else s)
     sv = prob.sigmas(1.0 if s is None else s)
     objective = float(r @ r + 2.0 * np.sum(np.log(sv[~prob.blq])))

@@ -45,6 +45,45 @@ permeability everywhere, an assumption); the efflux rate constant CL_out,r/V_r e
 layout's CL_out/V_csf, and the influx scale is solved so that the steady-state ratio at the
 drug's sampling site (lumbar unless stated) equals R. With fast mixing the regional layout
 collapses to the single one.
+
+Brain interstitial fluid (drugs with ``csf.CL_interstitial``; intrathecal agents). A compartment
+``brain_ecf`` of volume V_isf (physiology ``volume_interstitial``, 0.24 L) exchanges with the CSF
+by diffusion, CL_isf shared among the regions by volume as the plasma exchange is, and may lose
+drug to plasma across the blood–brain barrier (``csf.CL_brain_out``)::
+
+    dA_r/dt  += CL_isf,r·(C_isf − C_r),          CL_isf,r = CL_isf·V_r/V_csf
+    dA_isf/dt = Σ_r CL_isf,r·(C_r − C_isf) − CL_brain_out·C_isf
+    dA_c/dt  += CL_brain_out·C_isf
+
+Why this structure (issue 10). Human lumbar CSF methotrexate after an intrathecal dose falls in
+two phases (t½ ≈ 4.5 h, then ≈ 14 h; 0.17 µM still present at 48 h) and reaches blood slowly
+(Bleyer & Dedrick 1977 Cancer Treat Rep 61:703; Bleyer 1973 N Engl J Med 289:770). Bulk flow
+(ln2·V_csf/Q_bulk ≈ 4 h) plus a modest efflux explains the first phase; no arrangement of CSF regions produces
+the second, because every region is flushed by the same bulk flow. Bleyer & Dedrick attributed it
+to diffusion between CSF and brain extracellular fluid, the simplest mechanism that gives a slow
+phase of small amplitude: the tissue takes up drug while the CSF level is high and returns it when
+it is low. Saturable efflux was not needed (IT doses in the data span 2–18 mg; no dose dependence
+was tested) and the spinal/cranial mixing clearance was not identifiable from the data (fits
+drove it to its bounds), so it keeps its physiology value.
+
+Mixing of the cranial CSF (2026-11-29). CSF does not only flow one way: with every heart beat it
+moves to and fro through the aqueduct (oscillatory volume 1.7 mL/min) and across the foramen magnum
+(39 mL/min; Enzmann & Pelc 1993 AJNR 14:1301, phase-contrast MRI). ``mixing_ventricles_cisterna``
+and ``mixing_cisterna_cranial`` are these tidal flows (each stroke exchanged once). Without them the
+ventricles were flushed by fresh CSF within about an hour, and ventricular MTX after an Ommaya dose
+or during an IV infusion was 10-100x below the published values; with them the ventricles,
+cisterna and cranial SAS behave as the patients' data do (one mixed cranial pool a few hours after
+an Ommaya dose), while the spinal canal, whose 35 mL the 0.65-mL stroke barely moves, keeps its
+slow dispersion: ``mixing_cranial_lumbar`` 0.004 L/h, a spinal exchange time of 4 h, set from the
+blood curve of lumbar intrathecal gadobutrol, a tracer that leaves the CSF only with bulk flow
+(blood peak ~10 h; Eide 2021 JCI Insight 6:e147063). The lumbar dose thus stays in the spinal canal
+for hours, which delays the plasma peak and lengthens both lumbar phases. Tried and not kept (they
+did not improve the fit rows and the three behaviours together; numbers in params/pd/NOTES.md):
+efflux at the choroid plexus only, and a larger apparent brain tissue volume for MTX. At steady state under constant
+plasma with CL_brain_out = 0 the interstitial compartment carries no net flux, so steady-state
+CSF/plasma ratios, the quantity TKI files are parameterised by, are unchanged; the compartment
+exists only for drugs whose file sets ``CL_interstitial``. The calibration is in
+``params/drugs/methotrexate.toml`` and ``examples/it_validation.py``.
 """
 
 import functools
@@ -209,11 +248,42 @@ def _states(drug, physiology, csf_layout):
         if not physiology.has_regional:
             raise ParameterError(f"physiology {physiology.name!r} has no [csf.regional] section; regional layout needs it")
         states += list(REGIONS)
+    if _has_interstitial(drug, csf_layout):
+        if physiology.volume_interstitial is None:
+            raise ParameterError(
+                f"{drug.name}: csf.CL_interstitial needs the physiology's [csf] volume_interstitial "
+                f"(brain interstitial fluid, L); physiology {physiology.name!r} has none"
+            )
+        states.append("brain_ecf")
     has_depot = drug.csf is not None and drug.csf.depot_release_half_life is not None and csf_layout != "none"
     if has_depot:
         states.append("csf_depot")
     states.append("eliminated")
     return states, has_depot
+
+
+def _has_interstitial(drug, csf_layout):
+    return csf_layout != "none" and drug.csf is not None and drug.csf.CL_interstitial is not None
+
+
+def _interstitial(add, ix, drug, physiology, csf_layout, derived):
+    """CSF ↔ brain interstitial fluid exchange (module docstring): one clearance CL_isf shared among
+    the CSF regions in proportion to their volume, as the plasma exchange is."""
+    cl, v_isf = drug.csf.CL_interstitial, physiology.volume_interstitial
+    e = ix["brain_ecf"]
+    if csf_layout == "single":
+        pairs = [(ix["csf"], physiology.csf_volume, cl)]
+    else:
+        vols = derived["volumes"]
+        v_total = sum(vols.values())
+        pairs = [(ix[r], vols[r], cl * vols[r] / v_total) for r in REGIONS]
+    for j, v, cl_r in pairs:
+        if cl_r > 0:
+            add(j, e, cl_r / v)
+            add(e, j, cl_r / v_isf)
+    if drug.csf.CL_brain_out:
+        add(e, ix["central"], drug.csf.CL_brain_out / v_isf)
+    derived["CL_interstitial"] = cl
 
 
 def _graph(drug, physiology, csf_layout, values):
@@ -266,6 +336,8 @@ def _graph(drug, physiology, csf_layout, values):
         derived.update(CL_in=cl_in, CL_out=cl_out)
     elif csf_layout == "regional":
         derived.update(_regional(add, Ks, ix, drug, physiology, c, V1, fu, get))
+    if csf_layout == "single" and _has_interstitial(drug, csf_layout):
+        _interstitial(add, ix, drug, physiology, csf_layout, derived)
     if has_depot:
         target = "csf" if csf_layout == "single" else "csf_lumbar"
         add(ix["csf_depot"], ix[target], math.log(2) / csf.depot_release_half_life)
@@ -306,6 +378,8 @@ def build_model(drug: Drug, physiology: Physiology | None = None, csf_layout="si
     elif csf_layout == "regional":
         for r in REGIONS:
             outputs[r] = (ix[r], derived["volumes"][r], 1.0)
+    if "brain_ecf" in ix:
+        outputs["brain_ecf"] = (ix["brain_ecf"], physiology.volume_interstitial, 1.0)
 
     nl = np.zeros(NL_SIZE)
     nl[NL_CENTRAL], nl[NL_SINK], nl[NL_V1] = c, sink, p.V1
@@ -357,6 +431,10 @@ def _regional(add, Ks, ix, drug, phys, c, V1, fu, get):
         if q > 0:
             add(a, b, q / vol_of[a])
             add(b, a, q / vol_of[b])
+    extra = {}
+    if "brain_ecf" in ix:  # before the influx solve: the interstitial fluid links the regions at steady state
+        _interstitial(add, ix, drug, phys, "regional", {"volumes": vols, **extra})
+        extra["CL_interstitial"] = drug.csf.CL_interstitial
     csf = drug.csf
     if csf.mechanistic:
         k_out = csf.CL_out / v_total
@@ -365,10 +443,13 @@ def _regional(add, Ks, ix, drug, phys, c, V1, fu, get):
         k_out = _exchange(drug, v_total, qb, 1.0, 1.0)[1] / v_total
         # per-volume influx of unbound drug solved so the steady-state ratio at the sampling site is R:
         # with C_p = 1 mg/L and fu = 1 the CSF block gives A_unit; A is linear in fu·scale
-        sub = Ks[0][np.ix_(region_ix, region_ix)].copy()
+        block = region_ix + ([ix["brain_ecf"]] if "brain_ecf" in ix else [])
+        sub = Ks[0][np.ix_(block, block)].copy()
         for j in range(len(REGIONS)):
             sub[j, j] -= k_out
-        a_unit = np.linalg.solve(sub, -np.array([vols[r] for r in REGIONS]))
+        rhs = np.zeros(len(block))
+        rhs[: len(REGIONS)] = [vols[r] for r in REGIONS]
+        a_unit = np.linalg.solve(sub, -rhs)
         site = _SITE_REGION[csf.site]
         c_site_unit = a_unit[REGIONS.index(site)] / vols[site]
         target = get("penetration_ratio") * (1.0 if csf.basis == "total" else fu)
@@ -380,4 +461,4 @@ def _regional(add, Ks, ix, drug, phys, c, V1, fu, get):
         add(c, j, cl_in[r] * fu / V1)
         if cl_out[r] > 0:
             add(j, c, cl_out[r] / vols[r])
-    return {"volumes": vols, "CL_in": cl_in, "CL_out": cl_out}
+    return {"volumes": vols, "CL_in": cl_in, "CL_out": cl_out, **extra}

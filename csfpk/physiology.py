@@ -12,7 +12,8 @@ from .errors import ParameterError
 from .paths import file_key, resolve
 from .quantity import POSITIVE, PicklesMappings, Spec, check_value, read_document, read_entry, require_keys
 
-CSF_SPECS = {"volume": Spec("L", **POSITIVE), "bulk_flow": Spec("L/h", **POSITIVE)}
+CSF_SPECS = {"volume": Spec("L", **POSITIVE), "bulk_flow": Spec("L/h", **POSITIVE),
+             "volume_interstitial": Spec("L", **POSITIVE)}
 REGIONAL_SPECS = {
     "volume_ventricles": Spec("L", **POSITIVE),
     "volume_cisterna": Spec("L", **POSITIVE),
@@ -32,11 +33,13 @@ class Physiology(PicklesMappings):
 
     ``csf_volume`` and ``bulk_flow`` define the ``single`` layout; the ``regional`` layout uses the
     four regional volumes, the share of bulk flow routed through the spinal subarachnoid space
-    (``spinal_fraction``) and two-way mixing clearances (L/h).
+    (``spinal_fraction``) and two-way mixing clearances (L/h). ``volume_interstitial`` (L) is the
+    brain interstitial fluid that exchanges with the CSF for drugs with a ``csf.CL_interstitial``.
     """
 
     csf_volume: float = 0.14
     bulk_flow: float = 0.021
+    volume_interstitial: float | None = None
     volume_ventricles: float | None = None
     volume_cisterna: float | None = None
     volume_cranial: float | None = None
@@ -54,6 +57,8 @@ class Physiology(PicklesMappings):
     def __post_init__(self):
         check_value("physiology", "csf_volume", self.csf_volume, CSF_SPECS["volume"])
         check_value("physiology", "bulk_flow", self.bulk_flow, CSF_SPECS["bulk_flow"])
+        if self.volume_interstitial is not None:
+            check_value("physiology", "volume_interstitial", self.volume_interstitial, CSF_SPECS["volume_interstitial"])
         for k in ("spinal_fraction", "mixing_cranial_lumbar", "mixing_ventricles_cisterna", "mixing_cisterna_cranial"):
             check_value("physiology", k, getattr(self, k), REGIONAL_SPECS[k])
 
@@ -76,9 +81,9 @@ def _load_physiology(key):
     doc, where = read_document(path, "csfpk.physiology/1", ("name", "csf"), ("body",))
     quantities = {}
     csf = doc["csf"]
-    require_keys(f"{where} [csf]", csf, ("volume", "bulk_flow"), ("regional",))
+    require_keys(f"{where} [csf]", csf, ("volume", "bulk_flow"), ("regional", "volume_interstitial"))
     values = {}
-    for key in ("volume", "bulk_flow"):
+    for key in [k for k in CSF_SPECS if k in csf]:
         q = read_entry(f"{where} [csf]", key, csf[key], CSF_SPECS[key])
         quantities[f"csf.{key}"] = q
         values["csf_volume" if key == "volume" else key] = q.value

@@ -20,6 +20,7 @@ CASES = {
     "escalation_population.py": (["--n", "8", "--dt", "1", "--out", "esc"],
                                  ["esc/grade3_shares.csv", "esc/final_dose_levels.csv", "esc/doses_given.csv",
                                   "esc/escalation_population.png"]),
+    "it_validation.py": (["--out", "itv"], ["itv/validation.csv", "itv/validation.png"]),
 }
 
 
