@@ -16,8 +16,9 @@ import re
 import numpy as np
 
 from .errors import ObservationError
+from .fit import _MASS_UNITS, _MOLAR_UNITS, _predict, apply_values
 from .paths import params_dir
-from .regimen import Record, Regimen
+from .regimen import Regimen
 from .units import dose_mg, hours
 
 COLUMNS = ("row_id", "use", "drug", "study", "route", "dose_mg", "dose_basis", "bsa_m2", "infusion_h", "n_doses",
@@ -136,8 +137,6 @@ def fit_frame(df, drug, physiology, layout="regional"):
 def predict(row, drug, physiology, layout="regional"):
     """The model's value of a row's statistic (in the row's unit) with ``drug`` and ``physiology``
     (body size from the row's BSA)."""
-    from .fit import apply_values, _predict, _MOLAR_UNITS, _MASS_UNITS
-
     d, p = apply_values(drug, physiology, covariates(row, drug, physiology))
     t0 = last_dose_time(row)
     reg = regimen(row)
