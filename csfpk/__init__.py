@@ -44,9 +44,11 @@ _LAZY = {
     "RunFolderError": "runfolder",
     "Escalation": "escalation",
     "run_escalation": "escalation",
+    "run_escalation_population": "escalation_population",
     "exposure_table": "intrathecal",
     "blood_counts": "myelosuppression",
     "load_regimen": "protocols",
+    "params_dir": "paths",
     "load_sweep": "sweep",
     "run_sweep": "sweep",
     "CsfpkError": "errors",
@@ -54,7 +56,7 @@ _LAZY = {
     "ScheduleError": "errors",
     "SolverError": "errors",
 }
-_SUBMODULES = ("plot", "metrics", "units", "fit")  # csfpk.fit is also callable: csfpk.fit(obs, dosing, ...)
+_SUBMODULES = ("plot", "metrics", "units", "fit", "observations")  # csfpk.fit is also callable: csfpk.fit(obs, dosing, ...)
 
 __all__ = sorted(_LAZY) + list(_SUBMODULES)
 

@@ -23,9 +23,7 @@ import os
 import pandas as pd
 
 import csfpk
-from csfpk.escalation import Escalation
-from csfpk.escalation_population import run_escalation_population
-from csfpk.protocols import load_regimen
+from csfpk import Escalation, load_regimen, run_escalation_population
 
 SEED_OBSERVED = {"arm": "seed 000 observed (41 patients, pooled)", "n": 41, "grade3_leukocytes_pct": 100 * 7 / 41,
                  "grade3_neutrophils_pct": float("nan"), "grade3_platelets_pct": 100 * 4 / 41,

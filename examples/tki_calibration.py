@@ -23,15 +23,11 @@ e.g. ``150@24*7; 1500@168*2`` = 150 mg daily for 7 days, then 1500 mg on days 8 
 import argparse
 import math
 import os
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import numpy as np
 
-import numpy as np  # noqa: E402
-
-import csfpk  # noqa: E402
-from csfpk.paths import params_dir  # noqa: E402
-from csfpk.regimen import Regimen  # noqa: E402
+import csfpk
+from csfpk import Regimen, params_dir
 
 DT_H = 0.25
 SITES = {"plasma": "plasma", "plasma_unbound": "plasma_unbound", "csf_lumbar": "csf"}

@@ -40,3 +40,22 @@ def test_example_writes_its_outputs(script, tmp_path):
         path = tmp_path / rel
         assert path.is_file(), f"{script} did not write {rel}"
         assert path.stat().st_size > (5000 if rel.endswith(".png") else 50), f"{rel} is (nearly) empty"
+
+
+def test_examples_import_only_public_names():
+    """Examples are what users copy: they use ``csfpk.<name>`` and ``from csfpk import <public name>``,
+    never a module path such as ``csfpk.escalation_population`` (issue 9)."""
+    import ast
+
+    import csfpk
+
+    bad = []
+    for script in sorted(EXAMPLES.glob("*.py")):
+        for node in ast.walk(ast.parse(script.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("csfpk"):
+                if node.module != "csfpk":
+                    bad.append(f"{script.name}: from {node.module} import ...")
+                bad += [f"{script.name}: {a.name}" for a in node.names if a.name not in csfpk.__all__]
+            elif isinstance(node, ast.Import):
+                bad += [f"{script.name}: import {a.name}" for a in node.names if a.name.startswith("csfpk.")]
+    assert bad == []
