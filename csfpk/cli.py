@@ -208,7 +208,9 @@ def _cmd_compare(args):
         return 130
     finally:
         signal.signal(signal.SIGTERM, previous)
-    with pd.option_context("display.width", 200, "display.max_columns", 20, "display.max_colwidth", 40):
+    for line in res.notes:  # what the cells are: percentiles, window, target and its source, ranges
+        print(line)
+    with pd.option_context("display.width", 250, "display.max_columns", 20, "display.max_colwidth", 48):
         print(res.table.to_string(index=False))
     print(f"{done} {args.out}/: manifest.json, scenarios/*/metrics-*.parquet, summary.csv, summary.png"
           + (", curves_summary.csv" if args.curves else ""))

@@ -55,7 +55,17 @@ _SHORT = {"plasma": "plasma", "plasma_unbound": "unbound plasma", "csf": "CSF", 
 # metric -> (label, unit, factor applied to the stored value); stored units are in csfpk.metrics.UNITS
 _METRICS = {"cmax": ("Cmax", "nM", 1.0), "tmax": ("tmax", "h", 1.0), "trough": ("trough", "nM", 1.0),
             "cavg": ("Cavg", "nM", 1.0), "auc": ("AUC", "µM·h", 1e-3), "time_above": ("time ≥ target", "h", 1.0),
-            "pct_above": ("time ≥ target", "% of time", 1.0), "plasma_auc_ratio": ("AUC / plasma AUC", "ratio", 1.0)}
+            "pct_above": ("time ≥ target", "% of time", 1.0), "plasma_auc_ratio": ("AUC / plasma AUC", "ratio", 1.0),
+            "peak": ("peak", "nM", 1.0), "cxt": ("C×T", "µM·h", 1.0)}
+# window suffix of a metric column (csfpk.metrics.SUFFIX) -> how its label reads, and the title line
+_WINDOW_LABELS = {"ss": {"cmax": "Cmax,ss", "trough": "Cmin,ss", "cavg": "Cavg,ss", "auc": "AUCτ",
+                         "pct_above": "time ≥ target", "time_above": "time ≥ target in τ"},
+                  "inj": {"peak": "peak per injection", "time_above": "time ≥ target per injection",
+                          "cxt": "C×T per injection"}}
+_WINDOW_TITLES = {"ss": "last complete dosing interval τ of each regimen",
+                  "span": "whole simulated span (includes the climb to steady state)",
+                  "win": "the sweep's metric window", "inj": "per injection, mean over injections"}
+_PCT_UNITS = {"ss": "% of τ", "span": "% of span", "win": "% of window"}
 _FONT = 8  # pt; tick labels and legends (7–9 pt is what journals print at column width)
 
 
@@ -356,9 +366,12 @@ def comparison(source, metric="csf_trough", *, drugs=None, sort=True, log=None, 
     ----------
     source : a ``RunResult``, a run folder (path) or a summary frame
         (``RunResult.summary``, median/p05/p95 columns only).
-    metric : ``<compartment>_<metric>``: compartment ``csf``, ``plasma``, ``plasma_unbound`` or a
-        regional CSF output; metric ``cmax``, ``trough``, ``cavg``, ``auc``, ``tmax``,
-        ``time_above``, ``pct_above`` or, for CSF, ``plasma_auc_ratio``. AUC is shown in µM·h.
+    metric : ``<compartment>_<metric>[_<window>]``: compartment ``csf``, ``plasma``,
+        ``plasma_unbound`` or a regional CSF output; metric ``cmax``, ``trough``, ``cavg``, ``auc``,
+        ``tmax``, ``time_above``, ``pct_above``, for CSF ``plasma_auc_ratio``, per injection
+        ``peak``, ``time_above``, ``cxt``; window ``ss``, ``span``, ``win`` or ``inj``
+        (``csfpk.metrics``; without it, the run's window). AUC and C×T are shown in µM·h, as in
+        the printed table; the figure's title names the metric and its window.
     drugs : drugs to show, in this order (default: all, in run order).
     sort : sort rows by median (False: run order, first on top).
     log : logarithmic metric axis (default: for concentrations, AUCs and ratios).
@@ -378,17 +391,18 @@ def comparison(source, metric="csf_trough", *, drugs=None, sort=True, log=None, 
     ...                     population=csfpk.Population(n=50, seed=1))
     >>> fig = csfpk.plot.comparison(cmp, "csf_trough")
     >>> fig.axes[0].get_xlabel()
-    'CSF trough (nM)'
+    'CSF Cmin,ss (nM)'
     """
     import numpy as np
 
-    compartment, name = _split_metric(metric)
-    label, unit, factor = _METRICS[name]
+    run = as_run(source)
+    _split_metric(metric)  # a clear message for a malformed name before the run is read
+    column = run.metric_column(metric)
+    run.check_metric(column)
+    compartment, name, sfx = _split_metric(column)
+    label, unit, factor = _metric_label(name, sfx)
     if log is None:
         log = unit in ("nM", "µM·h", "ratio")
-    run = as_run(source)
-    column = f"{compartment}_{name}"
-    run.check_metric(column)
     rows = run.select(drugs=drugs)
     drug_names = list(dict.fromkeys(rows["drug"]))
     stats = {}
@@ -451,6 +465,8 @@ def comparison(source, metric="csf_trough", *, drugs=None, sort=True, log=None, 
         ax.tick_params(axis="y", length=0)
     _comparison_key(fig, summary_only=not any(25 in stats[s][0] for s in stats), target=drew_target,
                     n=n_all.pop() if len(n_all) == 1 and n_all != {0} else None)
+    fig.suptitle(f"{_SHORT.get(compartment, compartment)} {label} per regimen\nwindow: "
+                 f"{_WINDOW_TITLES.get(sfx, 'as stored')}", fontsize=8)
     return fig
 
 
@@ -480,11 +496,27 @@ def _known(x):
 
 
 def _split_metric(metric):
+    """``(compartment, metric name, window suffix or "")`` of ``<compartment>_<metric>[_<window>]``."""
+    base, sfx = metric, ""
+    for w in ("ss", "span", "win", "inj"):
+        if isinstance(metric, str) and metric.endswith("_" + w):
+            base, sfx = metric[: -len(w) - 1], w
+            break
     for name in sorted(_METRICS, key=len, reverse=True):
-        if isinstance(metric, str) and metric.endswith("_" + name) and len(metric) > len(name) + 1:
-            return metric[: -len(name) - 1], name
+        if isinstance(base, str) and base.endswith("_" + name) and len(base) > len(name) + 1:
+            return base[: -len(name) - 1], name, sfx
     allowed = ", ".join(f"<compartment>_{m}" for m in _METRICS)
-    raise ParameterError(f"metric = {metric!r} is not allowed; expected one of {allowed} (e.g. 'csf_trough')")
+    raise ParameterError(f"metric = {metric!r} is not allowed; expected one of {allowed}, optionally with a window "
+                         "suffix _ss, _span, _win or _inj (e.g. 'csf_trough_ss')")
+
+
+def _metric_label(name, sfx):
+    """Axis label and unit of metric ``name`` computed over window ``sfx``."""
+    label, unit, factor = _METRICS[name]
+    label = _WINDOW_LABELS.get(sfx, {}).get(name, label)
+    if name == "pct_above":
+        unit = _PCT_UNITS.get(sfx, unit)
+    return label, unit, factor
 
 
 def _metric_limits(ax, values, target, log, unit):
@@ -517,13 +549,18 @@ def _metric_limits(ax, values, target, log, unit):
 
 
 def summary_figure(source):
-    """CSF Cavg per regimen, one panel per drug, target dotted (``comparison`` of ``<csf>_cavg``).
+    """The run folder's ``summary.png``: the headline CSF metric per regimen, one panel per drug.
 
-    The figure a run folder keeps as ``summary.png``: boxes span the 25th–75th percentile of the
-    per-subject values, whiskers the 5th–95th, the thick tick is the median.
+    CSF Cavg,ss (or Cavg over the run's window) against the target; for intrathecal runs (per
+    injection window) the time ≥ target per injection instead, since an average of bolus pulses
+    says nothing about the target. Boxes span the 25th–75th percentile of the per-subject values,
+    whiskers the 5th–95th, the thick tick is the median; the title names the metric and the window.
     """
     run = as_run(source)
-    return comparison(run, f"{run.csf_compartment() or 'plasma'}_cavg")
+    csf = run.csf_compartment() or "plasma"
+    if f"{csf}_time_above_inj" in run.metric_names():
+        return comparison(run, f"{csf}_time_above_inj")
+    return comparison(run, f"{csf}_cavg")
 
 
 # ----------------------------------------------------------------------------- intrathecal
