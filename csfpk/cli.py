@@ -56,7 +56,8 @@ EPILOG_PLOT = """examples:
   csfpk plot runs/tki                       # PNG files in runs/tki/figures/
   csfpk plot runs/tki --format svg --out figures/tki
 
-Draws the regimen comparisons (CSF trough, CSF Cavg, % time >= target, plasma AUC; one
+Draws the regimen comparisons over the run's window (CSF Cmin,ss, Cavg,ss, % of tau >= target, plasma
+Cavg,ss; intrathecal runs: CSF peak, time >= target and CxT per injection, plasma AUC; one
 panel per drug) and, for runs made with --curves, the population bands of CSF concentration.
 The folder is verified first; molecular weights and targets come from its manifest.
 """

@@ -11,7 +11,9 @@ is read) into ``RUN_DIR/figures/`` unless told otherwise:
 ``comparison_<csf>_peak_inj``       intrathecal runs, instead of the three above: CSF peak,
 ``comparison_<csf>_time_above_inj`` time ≥ target and C×T (µM·h) per injection
 ``comparison_<csf>_cxt_inj``
-``comparison_plasma_auc``           plasma AUC per regimen (the systemic cost, µM·h)
+``comparison_plasma_cavg``          plasma Cavg,ss per regimen (the systemic cost; AUCτ/τ, so
+                                    that daily and weekly regimens compare), steady-state runs
+``comparison_plasma_auc``           plasma AUC (µM·h) over the span, other runs
 ``bands_<csf>_<drug>``              population bands of CSF concentration (runs with curves)
 ==================================  =========================================================
 
@@ -42,7 +44,7 @@ FORMATS = ("png", "svg", "pdf")
 def main_metrics(run):
     """The comparison metrics ``write_figures`` draws for ``run``, over the run's window.
 
-    Oral and other repeated dosing: CSF trough (Cmin,ss), Cavg, % time ≥ target, plasma AUC (AUCτ).
+    Oral and other repeated dosing: CSF trough (Cmin,ss), Cavg, % time ≥ target, plasma Cavg,ss.
     Intrathecal runs (per injection window): CSF peak, time ≥ target and C×T per injection, plasma
     AUC over the span; no CSF Cavg or trough, which mean nothing for bolus pulses.
     """
@@ -55,7 +57,8 @@ def main_metrics(run):
         t = run.summary["target_nM"] if "target_nM" in run.summary else None
         if t is not None and t.notna().any():
             out.append(f"{csf}_pct_above")
-    out.append("plasma_auc")
+    # AUCτ of regimens with different τ (daily vs weekly) is not comparable: their plasma Cavg,ss = AUCτ/τ is
+    out.append("plasma_cavg" if "plasma_cavg_ss" in run.metric_names() else "plasma_auc")
     return out
 
 

@@ -26,6 +26,7 @@ Artists that tests and scripts may want to find carry a ``gid``: ``"median"``,
 """
 
 import math
+import textwrap
 
 from . import metrics
 from .drug import Drug, load_drug
@@ -415,6 +416,11 @@ def comparison(source, metric="csf_trough", *, drugs=None, sort=True, log=None, 
         else:
             s = run.summary_stats(row["scenario"], column)
             stats[row["scenario"]] = ({k: x * factor for k, x in s.items()}, int(row.get("n", 0) or 0))
+    typical = {}  # one simulation of the typical subject, same regimen and window (summary column)
+    if f"{column}_typical" in rows:
+        typical = dict(zip(rows["scenario"], rows[f"{column}_typical"].astype(float)))
+    drew_typical = False
+    ranges = {}  # parameter drawn per subject from the drug file's range -> drugs
     plt = _plt()
     counts = [int((rows["drug"] == d).sum()) for d in drug_names]
     heights = [0.22 * c + 0.45 for c in counts]
@@ -444,6 +450,11 @@ def comparison(source, metric="csf_trough", *, drugs=None, sort=True, log=None, 
                 ax.plot([q[50]], [y], "o", color=PALETTE[0], ms=5, gid="median")
             for end in (q[5], q[95]):
                 ax.plot([end, end], [y - 0.14, y + 0.14], color=PALETTE[0], lw=1.0)
+            typ = typical.get(sub.loc[i, "scenario"])
+            if _known(typ):
+                ax.plot([typ * factor], [y], linestyle="none", marker="D", ms=4, mfc="white", mec=PALETTE[1],
+                        mew=1.2, zorder=4, gid="typical")
+                drew_typical = True
         ax.set_yticks([ys[i] for i in order], [sub.loc[i, "label"] for i in order], fontsize=_FONT)
         ax.set_ylim(-0.6, len(order) - 0.4)
         tgt = sub["target_nM"].iloc[0] if "target_nM" in sub else None
@@ -457,20 +468,29 @@ def comparison(source, metric="csf_trough", *, drugs=None, sort=True, log=None, 
             ax.axvline(float(tgt), color="0.2", lw=1.0, ls=":", zorder=3, gid="target")
             drew_target = True
         ax.set_title(d, loc="left", fontsize=9, fontweight="bold")
+        right = []
         if _known(tgt) and (draw_target or name in ("pct_above", "time_above")):
-            ax.set_title(f"target {_tick_text(float(tgt))} nM", loc="right", fontsize=7, color="0.25")
+            right.append(f"target {_tick_text(float(tgt))} nM")
+        ranged = sub["drawn_from_range"].iloc[0] if "drawn_from_range" in sub else ""
+        if isinstance(ranged, str) and ranged and compartment.startswith("csf"):
+            ranges.setdefault(ranged.split(" drawn")[0].split(".")[-1].replace("_", " "), []).append(d)
+        if right:
+            ax.set_title(" · ".join(right), loc="right", fontsize=7, color="0.25")
         ax.set_xlabel(xlabel, fontsize=9)
         _tidy(ax)
         ax.grid(False, axis="y")
         ax.tick_params(axis="y", length=0)
     _comparison_key(fig, summary_only=not any(25 in stats[s][0] for s in stats), target=drew_target,
-                    n=n_all.pop() if len(n_all) == 1 and n_all != {0} else None)
-    fig.suptitle(f"{_SHORT.get(compartment, compartment)} {label} per regimen\nwindow: "
-                 f"{_WINDOW_TITLES.get(sfx, 'as stored')}", fontsize=8)
+                    n=n_all.pop() if len(n_all) == 1 and n_all != {0} else None, typical=drew_typical)
+    title = f"{_SHORT.get(compartment, compartment)} {label}, by regimen\nwindow: {_WINDOW_TITLES.get(sfx, 'as stored')}"
+    for par, ds in ranges.items():
+        who = "" if set(ds) == set(drug_names) else f" ({', '.join(ds)})"
+        title += "\n" + "\n".join(textwrap.wrap(f"{par} drawn per subject from the drug file's range{who}", 64))
+    fig.suptitle(title, fontsize=8)
     return fig
 
 
-def _comparison_key(fig, *, summary_only, target, n):
+def _comparison_key(fig, *, summary_only, target, n, typical=False):
     """Legend under the panels: what box, whiskers and median mean, the target line, n per regimen."""
     from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
@@ -480,8 +500,11 @@ def _comparison_key(fig, *, summary_only, target, n):
     handles.append(Line2D([], [], color=PALETTE[0], lw=1.0, marker="|", ms=6, label="5th–95th percentile"))
     handles.append(Line2D([], [], color="black", lw=0, marker="|", ms=9, mew=2.0, label="median") if not summary_only
                    else Line2D([], [], color=PALETTE[0], lw=0, marker="o", ms=5, label="median"))
+    if typical:
+        handles.append(Line2D([], [], linestyle="none", marker="D", ms=4, mfc="white", mec=PALETTE[1], mew=1.2,
+                              label="typical subject"))
     if target:
-        handles.append(Line2D([], [], color="0.2", lw=1.0, ls=":", label="target"))
+        handles.append(Line2D([], [], color="0.2", lw=1.0, ls=":", label="target ([potency] of the drug file)"))
     fig.legend(handles=handles, loc="outside lower center", ncol=2, frameon=False, fontsize=7,
                title=f"n = {n} per regimen" if n else None, title_fontsize=7)
 
@@ -521,7 +544,7 @@ def _metric_label(name, sfx):
 
 def _metric_limits(ax, values, target, log, unit):
     """Limits that show every row's 5th–95th percentile and the target (when within two decades)."""
-    if unit == "% of time":
+    if unit.startswith("%"):
         ax.set_xlim(-3, 103)
         return
     if not values:
@@ -544,7 +567,7 @@ def _metric_limits(ax, values, target, log, unit):
     else:
         if target is not None:
             lo, hi = min(lo, target), max(hi, target)
-        span = (hi - lo) or abs(hi) or 1.0
+        span = (hi - min(lo, 0.0)) or abs(hi) or 1.0  # the axis starts at 0 for positive values: pad on that scale
         ax.set_xlim(min(0.0, lo - 0.05 * span) if lo >= 0 else lo - 0.05 * span, hi + 0.05 * span)
 
 

@@ -262,7 +262,7 @@ def test_cli_plot_writes_the_run_figures(two_drug_run, tmp_path, capsys):
     assert main(["plot", folder, "--out", str(out)]) == 0
     names = sorted(os.listdir(out))
     assert names == sorted(["comparison_csf_trough.png", "comparison_csf_cavg.png", "comparison_csf_pct_above.png",
-                            "comparison_plasma_auc.png", "bands_csf_erlotinib.png", "bands_csf_osimertinib.png"])
+                            "comparison_plasma_cavg.png", "bands_csf_erlotinib.png", "bands_csf_osimertinib.png"])
     assert all((out / n).stat().st_size > 5000 for n in names)
     assert "wrote 6 figures" in capsys.readouterr().out
     assert main(["plot", folder, "--format", "svg", "--out", str(tmp_path / "svg")]) == 0

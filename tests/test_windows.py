@@ -152,7 +152,7 @@ def test_figures_name_metric_window_and_use_the_table_auc_unit(osi):
     res = osi[3][None]
     fig = plot.comparison(res, "csf_trough")
     title = fig._suptitle.get_text()
-    assert "CSF Cmin,ss per regimen" in title and "window: last complete dosing interval" in title
+    assert "CSF Cmin,ss, by regimen" in title and "window: last complete dosing interval" in title
     auc = plot.comparison(res, "plasma_auc")
     assert auc.axes[0].get_xlabel() == "plasma AUCτ (µM·h)" and "plasma AUCτ µM·h" in res.table.columns
     span = plot.comparison(osi[3]["span"], "csf_cavg")
@@ -184,3 +184,22 @@ def test_sweep_window_key_takes_a_kind_or_bounds(tmp_path):
     path.write_text(base.format(window='window = "trough"'))
     with pytest.raises(csfpk.sweep.SweepError, match="window = 'trough' is not allowed"):
         csfpk.load_sweep(str(path))
+
+
+def test_comparison_marks_the_typical_subject_and_the_range(osi):
+    res = osi[3][None]
+    fig = plot.comparison(res, "csf_cavg")
+    (typ,) = [ln for ln in fig.axes[0].get_lines() if ln.get_gid() == "typical"]
+    assert typ.get_xdata()[0] == pytest.approx(res.summary.iloc[0]["csf_cavg_ss_typical"])
+    assert "penetration ratio drawn per subject from the drug file's range" in fig._suptitle.get_text()
+    plot._plt().close(fig)
+
+
+def test_percent_axes_span_0_to_100_and_plasma_figures_do_not_claim_the_csf_range(osi):
+    res = osi[3][None]
+    fig = plot.comparison(res, "csf_pct_above")
+    assert fig.axes[0].get_xlim() == (-3, 103) and fig.axes[0].get_xlabel() == "CSF time ≥ target (% of τ)"
+    plasma = plot.comparison(res, "plasma_cavg")
+    assert "range" not in plasma._suptitle.get_text() and "plasma Cavg,ss" in plasma._suptitle.get_text()
+    for f in (fig, plasma):
+        plot._plt().close(f)
