@@ -420,11 +420,20 @@ def comparison(source, metric="csf_trough", *, drugs=None, sort=True, log=None, 
     if f"{column}_typical" in rows:
         typical = dict(zip(rows["scenario"], rows[f"{column}_typical"].astype(float)))
     drew_typical = False
-    ranges = {}  # parameter drawn per subject from the drug file's range -> drugs
+    ranges = {}  # parameter drawn per subject from the drug file's range -> drugs (CSF metrics only)
+    for d in drug_names:
+        ranged = rows.loc[rows["drug"] == d, "drawn_from_range"].iloc[0] if "drawn_from_range" in rows else ""
+        if isinstance(ranged, str) and ranged and compartment.startswith("csf"):
+            ranges.setdefault(ranged.split(" drawn")[0].split(".")[-1].replace("_", " "), []).append(d)
+    title = f"{_SHORT.get(compartment, compartment)} {label}, by regimen\nwindow: {_WINDOW_TITLES.get(sfx, 'as stored')}"
+    for par, ds in ranges.items():
+        who = "" if set(ds) == set(drug_names) else f" ({', '.join(ds)})"
+        title += "\n" + "\n".join(textwrap.wrap(f"{par} drawn per subject from the drug file's range{who}", 64))
     plt = _plt()
     counts = [int((rows["drug"] == d).sum()) for d in drug_names]
     heights = [0.22 * c + 0.45 for c in counts]
-    fig = plt.figure(figsize=(width, sum(heights) + 0.42 * len(drug_names) + 0.15), layout="constrained")
+    fig = plt.figure(figsize=(width, sum(heights) + 0.42 * len(drug_names) + 0.15 + 0.15 * (title.count("\n") + 1)),
+                     layout="constrained")
     axes = fig.subplots(len(drug_names), 1, squeeze=False, height_ratios=heights)[:, 0]
     xlabel = f"{_SHORT.get(compartment, compartment)} {label} ({unit})"
     n_all, drew_target = set(), False
@@ -471,9 +480,6 @@ def comparison(source, metric="csf_trough", *, drugs=None, sort=True, log=None, 
         right = []
         if _known(tgt) and (draw_target or name in ("pct_above", "time_above")):
             right.append(f"target {_tick_text(float(tgt))} nM")
-        ranged = sub["drawn_from_range"].iloc[0] if "drawn_from_range" in sub else ""
-        if isinstance(ranged, str) and ranged and compartment.startswith("csf"):
-            ranges.setdefault(ranged.split(" drawn")[0].split(".")[-1].replace("_", " "), []).append(d)
         if right:
             ax.set_title(" · ".join(right), loc="right", fontsize=7, color="0.25")
         ax.set_xlabel(xlabel, fontsize=9)
@@ -482,10 +488,6 @@ def comparison(source, metric="csf_trough", *, drugs=None, sort=True, log=None, 
         ax.tick_params(axis="y", length=0)
     _comparison_key(fig, summary_only=not any(25 in stats[s][0] for s in stats), target=drew_target,
                     n=n_all.pop() if len(n_all) == 1 and n_all != {0} else None, typical=drew_typical)
-    title = f"{_SHORT.get(compartment, compartment)} {label}, by regimen\nwindow: {_WINDOW_TITLES.get(sfx, 'as stored')}"
-    for par, ds in ranges.items():
-        who = "" if set(ds) == set(drug_names) else f" ({', '.join(ds)})"
-        title += "\n" + "\n".join(textwrap.wrap(f"{par} drawn per subject from the drug file's range{who}", 64))
     fig.suptitle(title, fontsize=8)
     return fig
 
