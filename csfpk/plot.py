@@ -64,7 +64,7 @@ _WINDOW_LABELS = {"ss": {"cmax": "Cmax,ss", "trough": "Cmin,ss", "cavg": "Cavg,s
                   "inj": {"peak": "peak per injection", "time_above": "time ≥ target per injection",
                           "cxt": "C×T per injection"}}
 _WINDOW_TITLES = {"ss": "last complete dosing interval τ of each regimen",
-                  "span": "whole simulated span (includes the climb to steady state)",
+                  "span": "the whole simulated span",
                   "win": "the sweep's metric window", "inj": "per injection, mean over injections"}
 _PCT_UNITS = {"ss": "% of τ", "span": "% of span", "win": "% of window"}
 _FONT = 8  # pt; tick labels and legends (7–9 pt is what journals print at column width)
@@ -471,15 +471,15 @@ def comparison(source, metric="csf_trough", *, drugs=None, sort=True, log=None, 
                        and (compartment.startswith("csf") or compartment == "plasma_unbound"))
         values = [x for i in order for x in (stats[sub.loc[i, "scenario"]][0][5], stats[sub.loc[i, "scenario"]][0][95])
                   if _known(x)]
-        _metric_limits(ax, values, float(tgt) if draw_target else None, log, unit)
+        off = _metric_limits(ax, values, float(tgt) if draw_target else None, log, unit)
         n_all.update(stats[s][1] for s in sub["scenario"])
-        if draw_target:
+        if draw_target and not off:
             ax.axvline(float(tgt), color="0.2", lw=1.0, ls=":", zorder=3, gid="target")
             drew_target = True
         ax.set_title(d, loc="left", fontsize=9, fontweight="bold")
         right = []
         if _known(tgt) and (draw_target or name in ("pct_above", "time_above")):
-            right.append(f"target {_tick_text(float(tgt))} nM")
+            right.append(f"target {_tick_text(float(tgt))} nM" + (f" {off}" if draw_target and off else ""))
         if right:
             ax.set_title(" · ".join(right), loc="right", fontsize=7, color="0.25")
         ax.set_xlabel(xlabel, fontsize=9)
@@ -545,12 +545,16 @@ def _metric_label(name, sfx):
 
 
 def _metric_limits(ax, values, target, log, unit):
-    """Limits that show every row's 5th–95th percentile and the target (when within two decades)."""
+    """Limits that show every row's 5th–95th percentile and the target (when within two decades).
+
+    Returns "" or the arrow ("←", "→") towards a target left off the axis, for the panel title.
+    """
+    off = ""
     if unit.startswith("%"):
         ax.set_xlim(-3, 103)
-        return
+        return off
     if not values:
-        return
+        return off
     lo, hi = min(values), max(values)
     if log:
         positive = [v for v in values if v > 0]
@@ -560,17 +564,17 @@ def _metric_limits(ax, values, target, log, unit):
             if target >= lo / 100 and target <= hi * 100:
                 lo, hi = min(lo, target), max(hi, target)
             else:
-                ax.annotate(f"target {_tick_text(target)} nM {'→' if target > hi else '←'}",
-                            xy=(1.0 if target > hi else 0.0, 1.0), xycoords="axes fraction", fontsize=7,
-                            ha="right" if target > hi else "left", va="bottom", color="0.25")
+                off = "→" if target > hi else "←"  # the target is off the axis: the panel title points to it
         pad = max(1.25, (hi / lo) ** 0.06)
         ax.set_xlim(lo / pad, hi * pad)
         _log_axis(ax, "x")
+        return off
     else:
         if target is not None:
             lo, hi = min(lo, target), max(hi, target)
         span = (hi - min(lo, 0.0)) or abs(hi) or 1.0  # the axis starts at 0 for positive values: pad on that scale
         ax.set_xlim(min(0.0, lo - 0.05 * span) if lo >= 0 else lo - 0.05 * span, hi + 0.05 * span)
+    return off
 
 
 def summary_figure(source):

@@ -120,6 +120,13 @@ def test_intrathecal_per_injection_metrics_by_hand_on_two_injections():
     fig = plot.summary_figure(res)
     assert fig.axes[0].get_xlabel() == "CSF time ≥ target per injection (h)"
     assert "per injection" in fig._suptitle.get_text()
+    # peaks of ~160 µM against a 1 µM target: the target is off the axis, the panel title points to it and no
+    # label or line sits on the data
+    peak = plot.comparison(res, "csf_peak_inj")
+    assert peak.axes[0].get_title(loc="right") == "target 1000 nM ←"
+    assert not [ln for ln in peak.axes[0].get_lines() if ln.get_gid() == "target"] and not peak.axes[0].texts
+    for f in (fig, peak):
+        plot._plt().close(f)
 
 
 def test_range_flag_and_typical_subject_sit_beside_the_median(osi):
@@ -156,7 +163,7 @@ def test_figures_name_metric_window_and_use_the_table_auc_unit(osi):
     auc = plot.comparison(res, "plasma_auc")
     assert auc.axes[0].get_xlabel() == "plasma AUCτ (µM·h)" and "plasma AUCτ µM·h" in res.table.columns
     span = plot.comparison(osi[3]["span"], "csf_cavg")
-    assert "whole simulated span" in span._suptitle.get_text()
+    assert "window: the whole simulated span" in span._suptitle.get_text()
     for f in (fig, auc, span):
         plot._plt().close(f)
 
