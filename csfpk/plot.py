@@ -432,8 +432,9 @@ def comparison(source, metric="csf_trough", *, drugs=None, sort=True, log=None, 
     plt = _plt()
     counts = [int((rows["drug"] == d).sum()) for d in drug_names]
     heights = [0.22 * c + 0.45 for c in counts]
-    fig = plt.figure(figsize=(width, sum(heights) + 0.42 * len(drug_names) + 0.15 + 0.15 * (title.count("\n") + 1)),
-                     layout="constrained")
+    # panels, their titles and x labels, the title lines, and the key below (about 0.8 in at least)
+    tall = sum(heights) + 0.42 * len(drug_names) + 0.15 + 0.15 * (title.count("\n") + 1)
+    fig = plt.figure(figsize=(width, max(tall, 2.6)), layout="constrained")
     axes = fig.subplots(len(drug_names), 1, squeeze=False, height_ratios=heights)[:, 0]
     xlabel = f"{_SHORT.get(compartment, compartment)} {label} ({unit})"
     n_all, drew_target = set(), False
