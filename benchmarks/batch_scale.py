@@ -55,9 +55,9 @@ def main(argv=None):
         res = run([scenario(n)], out, chunk=args.chunk, progress=None)
         wall = time.perf_counter() - t0
         rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        med = res.summary["csf_cavg_median"].iloc[0]
+        med = res.summary["csf_cavg_ss_median"].iloc[0]
         print(f"n = {n:>9,}: {wall:7.1f} s wall, {n / wall:>9,.0f} subjects/s, peak RSS {rss:,.0f} MB "
-              f"(process max so far), CSF Cavg median {med:.2f} nM")
+              f"(process max so far), CSF Cavg,ss median {med:.2f} nM")
     if not args.keep:
         shutil.rmtree(base)
 

@@ -15,6 +15,7 @@ cluster (``pip install csfpk[distributed]``); the driver writes the files, so wo
 shared file system. The numbers are identical either way.
 """
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -23,7 +24,7 @@ import numpy as np
 from . import metrics, plot
 from .errors import CsfpkError, ParameterError
 from .model import VARYING
-from .population import build_rate_matrices
+from .population import Population, build_rate_matrices
 from .progress import Progress
 from .io import atomic_path
 from .runfolder import CURVES_SUMMARY, SUMMARY, SUMMARY_PNG, RunWriter, chunk_plan
@@ -43,7 +44,12 @@ class DistributedError(CsfpkError):
 
 @dataclass(frozen=True, eq=False)
 class _Prepared:
-    """What every chunk of a scenario shares: the typical model, the timeline, the window."""
+    """What every chunk of a scenario shares: the typical model, the timeline, the window.
+
+    ``w0``, ``w1``, ``trough_index``: grid indices of the metric window (per injection: the whole
+    span); ``window_kind``/``window_bounds``: the resolved window (``metrics.resolve_window``);
+    ``injections``: (w0, w1, trough index) of each injection's window when the kind is per injection.
+    """
 
     model: object
     timeline: object
@@ -56,6 +62,22 @@ class _Prepared:
     target: np.ndarray
     curve_stride: int
     curve_rows: int
+    window_kind: str = "span"
+    window_bounds: object = None
+    injections: tuple = ()
+
+    @property
+    def suffix(self):
+        """Column suffix of the main window's metrics (``span``, ``ss`` or ``win``)."""
+        return metrics.SUFFIX["span" if self.window_kind == "per_injection" else self.window_kind]
+
+
+def _grid_window(scn, times, dose_times, window):
+    try:
+        w0, w1 = metrics.window_indices(times, window)
+    except ValueError as exc:
+        raise ParameterError(f"{scn.id}: {exc}") from None
+    return w0, w1, metrics.trough_index(times, dose_times, window)
 
 
 def prepare(scn: Scenario, curves=False):
@@ -67,11 +89,17 @@ def prepare(scn: Scenario, curves=False):
                              "Michaelis–Menten or time-dependent clearance or saturable CSF uptake")
     times = output_grid(scn.t_end, scn.dt)
     tl = build_timeline(model, scn.regimen, times)
+    dose_times = [d[0] for d in tl.doses]
     try:
-        w0, w1 = metrics.window_indices(times, scn.window)
+        kind, bounds = metrics.resolve_window(scn.window, dose_times, float(times[-1]))
     except ValueError as exc:
         raise ParameterError(f"{scn.id}: {exc}") from None
-    trough = metrics.trough_index(times, [d[0] for d in tl.doses], scn.window)
+    injections = ()
+    if kind == "per_injection":
+        injections = tuple(_grid_window(scn, times, dose_times, w) for w in bounds)
+        w0, w1, trough = _grid_window(scn, times, dose_times, None)
+    else:
+        w0, w1, trough = _grid_window(scn, times, dose_times, bounds)
     names = tuple(model.outputs)
     out_state = np.array([model.outputs[o][0] for o in names], dtype=np.int64)
     target = np.full(len(names), np.inf if scn.target_nM is None else float(scn.target_nM))  # nM, all outputs
@@ -79,7 +107,8 @@ def prepare(scn: Scenario, curves=False):
     if curves:
         stride = max(1, math.ceil(times.size / MAX_CURVE_POINTS))
         rows = (times.size - 1) // stride + 1
-    return _Prepared(model, tl, times, names, out_state, w0, w1, trough, target, stride, rows)
+    return _Prepared(model, tl, times, names, out_state, w0, w1, trough, target, stride, rows, kind, bounds,
+                     injections)
 
 
 def run_chunk(scn: Scenario, start, stop, curves=False, prep=None):
@@ -113,27 +142,54 @@ def run_chunk(scn: Scenario, start, stop, curves=False, prep=None):
     else:
         dose_scale = np.ones(S)
     tl = prep.timeline
-    m = np.empty((S, len(prep.out_names), N_METRICS))
     status = np.zeros(S, dtype=np.int64)
     curves_arr = np.zeros((S, prep.curve_rows, len(prep.out_names)))
-    run_metrics(Ks, np.int64(model.n_dynamic), tl.kind, tl.time, tl.cmt, tl.value, tl.aux, float(tl.grid_step),
-                np.ascontiguousarray(dose_scale, dtype=np.float64), prep.out_state, np.ascontiguousarray(f),
-                np.int64(prep.w0), np.int64(prep.w1), np.int64(prep.trough_index), prep.target,
-                np.int64(prep.curve_stride), curves_arr, m, status)
+
+    def kernel(w0, w1, trough, stride, cur):
+        """Metrics over grid samples w0 … w1 (one walk of every subject); worst status kept."""
+        m = np.empty((S, len(prep.out_names), N_METRICS))
+        st = np.zeros(S, dtype=np.int64)
+        run_metrics(Ks, np.int64(model.n_dynamic), tl.kind, tl.time, tl.cmt, tl.value, tl.aux, float(tl.grid_step),
+                    np.ascontiguousarray(dose_scale, dtype=np.float64), prep.out_state, np.ascontiguousarray(f),
+                    np.int64(w0), np.int64(w1), np.int64(trough), prep.target, np.int64(stride), cur, m, st)
+        np.maximum(status, st, out=status)
+        return m
+
+    m = kernel(prep.w0, prep.w1, prep.trough_index, prep.curve_stride, curves_arr)
+    inj = None
+    if prep.injections:  # one walk per injection window, the module's grid metrics over each
+        per = [kernel(a, b, g, 0, np.zeros((S, 0, len(prep.out_names)))) for a, b, g in prep.injections]
+        inj = {"peak": np.mean([p[..., metrics.NAMES.index("cmax")] for p in per], axis=0),
+               "time_above": np.mean([p[..., metrics.NAMES.index("time_above")] for p in per], axis=0),
+               "cxt": np.mean([p[..., metrics.NAMES.index("auc")] for p in per], axis=0) / 1000.0}  # nM·h → µM·h
     status[invalid] = Status.NONFINITE
-    return _frame(params, prep, m, status, curves_arr)
+    return _frame(params, prep, m, status, curves_arr, inj)
 
 
 def _failed_chunk(params, prep, code):
     """A chunk in which every subject failed: rows with their parameters, ``status`` = ``code``, NaN metrics."""
     S = params["subject"].size
-    m = np.full((S, len(prep.out_names), len(metrics.NAMES)), np.nan)
-    return _frame(params, prep, m, np.full(S, int(code), dtype=np.int64), np.zeros((S, prep.curve_rows,
-                                                                                     len(prep.out_names))))
+    n_out = len(prep.out_names)
+    m = np.full((S, n_out, len(metrics.NAMES)), np.nan)
+    inj = {k: np.full((S, n_out), np.nan) for k in metrics.INJECTION_NAMES} if prep.injections else None
+    return _frame(params, prep, m, np.full(S, int(code), dtype=np.int64), np.zeros((S, prep.curve_rows, n_out)), inj)
 
 
-def _frame(params, prep, m, status, curves_arr):
-    """Per-subject table (subject, status, parameters, ``<output>_<metric>``) and float32 curves or None."""
+def metric_columns(prep):
+    """Per-subject metric columns of a prepared scenario, in table order: ``<output>_<metric>_<window>``."""
+    sfx = prep.suffix
+    cols = []
+    for o in prep.out_names:
+        if prep.injections:
+            cols += [f"{o}_{name}_{metrics.SUFFIX['per_injection']}" for name in metrics.INJECTION_NAMES]
+        cols += [f"{o}_{name}_{sfx}" for name in metrics.NAMES]
+        if o.startswith("csf"):
+            cols.append(f"{o}_plasma_auc_ratio_{sfx}")
+    return cols
+
+
+def _frame(params, prep, m, status, curves_arr, inj=None):
+    """Per-subject table (subject, status, parameters, ``<output>_<metric>_<window>``) and float32 curves or None."""
     import pandas as pd
 
     bad = status != 0
@@ -143,15 +199,18 @@ def _frame(params, prep, m, status, curves_arr):
     for k, v in params.items():
         if k != "subject":
             cols[k] = v
-    for j, o in enumerate(prep.out_names):
-        for i, name in enumerate(metrics.NAMES):
-            cols[f"{o}_{name}"] = m[:, j, i]
+    sfx = prep.suffix
     p = prep.out_names.index("plasma")
     for j, o in enumerate(prep.out_names):
+        if inj is not None:
+            for name in metrics.INJECTION_NAMES:
+                cols[f"{o}_{name}_{metrics.SUFFIX['per_injection']}"] = np.where(bad, np.nan, inj[name][:, j])
+        for i, name in enumerate(metrics.NAMES):
+            cols[f"{o}_{name}_{sfx}"] = m[:, j, i]
         if o.startswith("csf"):
             with np.errstate(divide="ignore", invalid="ignore"):
-                cols[f"{o}_plasma_auc_ratio"] = (m[:, j, metrics.NAMES.index("auc")]
-                                                 / m[:, p, metrics.NAMES.index("auc")])
+                cols[f"{o}_plasma_auc_ratio_{sfx}"] = (m[:, j, metrics.NAMES.index("auc")]
+                                                       / m[:, p, metrics.NAMES.index("auc")])
     frame = pd.DataFrame(cols)
     return frame, (curves_arr.astype(np.float32) if prep.curve_rows else None)
 
@@ -291,28 +350,70 @@ def _run_dask(todo, curves, store, client, bar):
         bar.update(len(frame))
 
 
+def typical_scenario(scn):
+    """``scn`` for its typical subject: one subject, no IIV, covariates at their medians, nominal penetration."""
+    pop = scn.population
+    typ = Population(n=1, seed=pop.seed, iiv={k: 0.0 for k in pop.cv(scn.drug)},
+                     covariates={k: (med, 0.0) for k, (med, _) in pop.covariates.items()}, penetration="nominal",
+                     name="typical")
+    return dataclasses.replace(scn, population=typ)
+
+
+def describe(scn, prep):
+    """Plain-words columns of a scenario's summary row: window, target and its source, percentiles, ranges."""
+    d = scn.drug
+    kind, bounds = prep.window_kind, prep.window_bounds
+    row = {"window": kind, "window_text": metrics.window_text(kind, bounds)}
+    if kind == "per_injection":
+        row["window_start_h"], row["window_end_h"] = bounds[0][0], bounds[-1][1]
+        row["n_injections"] = len(bounds)
+    else:
+        row["window_start_h"], row["window_end_h"] = bounds
+    q = d.quantities.get("potency.target")
+    if scn.target_nM is None:
+        row["target_text"] = "no target (the drug file has no [potency] target)"
+    elif q is not None and d.potency_target_nM is not None and float(scn.target_nM) == float(d.potency_target_nM):
+        row["target_text"] = f"{d.name} [potency] target {scn.target_nM:g} nM ({q.source})"
+    else:
+        row["target_text"] = f"target {scn.target_nM:g} nM set by the sweep or caller (target_nM)"
+    row["percentiles"] = "median [5th–95th percentile] over subjects; typical = one typical subject"
+    row["drawn_from_range"] = ""
+    if d.csf is not None and scn.population.penetration == "range":
+        key = "CL_in" if d.csf.mechanistic else "penetration_ratio"
+        rq = d.quantities.get(f"csf.{key}")
+        if rq is not None and rq.range is not None and rq.range[1] > rq.range[0] > 0:
+            unit = "" if rq.unit in ("1", "") else f" {rq.unit}"
+            row["drawn_from_range"] = (f"csf.{key} drawn log-uniformly per subject in {rq.range[0]:g}–{rq.range[1]:g}"
+                                       f"{unit} (the drug file's range; the typical subject has "
+                                       f"{getattr(d.csf, key):g}{unit})")
+    return row
+
+
 def _summaries(scenarios, preps, curves, frame_of, curves_of):
-    """Summary (one row per scenario) and curve bands, from each scenario's per-subject frame."""
+    """Summary (one row per scenario) and curve bands, from each scenario's per-subject frame.
+
+    Each metric column gets its median, 5th and 95th percentile and the value of the typical subject
+    (``typical_scenario``, same regimen and window); the row names its window, target and ranges.
+    """
     import pandas as pd
 
     rows, bands = [], []
     for s in scenarios:
         prep = preps[s.id]
         df = frame_of(s)
+        typ, _ = run_chunk(typical_scenario(s), 0, 1, False, prep)
         row = {"scenario": s.id, "drug": s.drug.name, "regimen": s.regimen_name, "population": s.population_name,
                "override": s.override_name, "source": s.source, "n": len(df), "n_failed": int((df.status != 0).sum()),
-               "target_nM": s.target_nM, "molecular_weight": s.drug.molecular_weight}
-        for o in prep.out_names:
-            for name in metrics.NAMES:
-                p05, med, p95 = metrics.summarize(df[f"{o}_{name}"].to_numpy())
-                row[f"{o}_{name}_median"], row[f"{o}_{name}_p05"], row[f"{o}_{name}_p95"] = med, p05, p95
-            if s.target_nM is not None:
-                row[f"{o}_pta_trough"] = metrics.pta(df[f"{o}_trough"].to_numpy(), s.target_nM)
-                row[f"{o}_pta_cavg"] = metrics.pta(df[f"{o}_cavg"].to_numpy(), s.target_nM)
-            col = f"{o}_plasma_auc_ratio"
-            if col in df:
-                p05, med, p95 = metrics.summarize(df[col].to_numpy())
-                row[f"{col}_median"], row[f"{col}_p05"], row[f"{col}_p95"] = med, p05, p95
+               "target_nM": s.target_nM, "molecular_weight": s.drug.molecular_weight, **describe(s, prep)}
+        for col in metric_columns(prep):
+            p05, med, p95 = metrics.summarize(df[col].to_numpy())
+            row[f"{col}_median"], row[f"{col}_p05"], row[f"{col}_p95"] = med, p05, p95
+            row[f"{col}_typical"] = float(typ[col].iloc[0])
+        if s.target_nM is not None and not prep.injections:  # a trough of bolus pulses has no meaning
+            for o in prep.out_names:
+                row[f"{o}_pta_trough_{prep.suffix}"] = metrics.pta(df[f"{o}_trough_{prep.suffix}"].to_numpy(),
+                                                                   s.target_nM)
+                row[f"{o}_pta_cavg_{prep.suffix}"] = metrics.pta(df[f"{o}_cavg_{prep.suffix}"].to_numpy(), s.target_nM)
         rows.append(row)
         if curves:
             cur = curves_of(s)

@@ -56,7 +56,8 @@ EPILOG_PLOT = """examples:
   csfpk plot runs/tki                       # PNG files in runs/tki/figures/
   csfpk plot runs/tki --format svg --out figures/tki
 
-Draws the regimen comparisons (CSF trough, CSF Cavg, % time >= target, plasma AUC; one
+Draws the regimen comparisons over the run's window (CSF Cmin,ss, Cavg,ss, % of tau >= target, plasma
+Cavg,ss; intrathecal runs: CSF peak, time >= target and CxT per injection, plasma AUC; one
 panel per drug) and, for runs made with --curves, the population bands of CSF concentration.
 The folder is verified first; molecular weights and targets come from its manifest.
 """
@@ -208,7 +209,9 @@ def _cmd_compare(args):
         return 130
     finally:
         signal.signal(signal.SIGTERM, previous)
-    with pd.option_context("display.width", 200, "display.max_columns", 20, "display.max_colwidth", 40):
+    for line in res.notes:  # what the cells are: percentiles, window, target and its source, ranges
+        print(line)
+    with pd.option_context("display.width", 250, "display.max_columns", 20, "display.max_colwidth", 48):
         print(res.table.to_string(index=False))
     print(f"{done} {args.out}/: manifest.json, scenarios/*/metrics-*.parquet, summary.csv, summary.png"
           + (", curves_summary.csv" if args.curves else ""))

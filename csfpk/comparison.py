@@ -26,7 +26,9 @@ def compare(drug, regimens, population=None, t_end="28d", *, dt=1.0, out=None, w
     population : a ``Population`` (default ``Population(n=1000, seed=1)``).
     t_end, dt : simulated span and output step (h or duration strings).
     out : run folder (manifest, Parquet, summary.csv); None keeps everything in memory.
-    window : (start, end) of the metric window, h or duration strings; default the whole span.
+    window : the metric window: ``"span"`` (the whole simulation), ``"ss"`` (the last complete dosing
+        interval), ``"per_injection"`` or (start, end) in h or duration strings; default per
+        injection for intrathecal regimens, ``"ss"`` for repeated doses, else the span.
     target_nM : target concentration; default the drug's ``[potency]`` target.
     overrides : ``Drug.replace`` changes applied first.
     chunk, curves, client, scheduler, overwrite, progress : see ``csfpk.batch.run``.
@@ -44,7 +46,7 @@ def compare(drug, regimens, population=None, t_end="28d", *, dt=1.0, out=None, w
     ...                     population=csfpk.Population(n=50, seed=1), t_end="28d")
     >>> list(cmp.summary.regimen)
     ['150 mg qd', '1500 mg qw']
-    >>> "CSF Cavg nM" in cmp.table.columns
+    >>> "CSF Cavg,ss nM" in cmp.table.columns
     True
     """
     if isinstance(drug, str):
@@ -63,7 +65,7 @@ def compare(drug, regimens, population=None, t_end="28d", *, dt=1.0, out=None, w
         raise ParameterError(f"population = {population!r} is not a csfpk.Population")
     t_end = hours(t_end, "t_end")
     dt = hours(dt, "dt")
-    if window is not None:
+    if window is not None and not isinstance(window, str):
         window = (hours(window[0], "window start"), hours(window[1], "window end"))
     scenarios = [Scenario(drug=drug, regimen=reg, population=population, t_end=t_end, dt=dt, regimen_name=str(label),
                           population_name=population.name, overrides=overrides or {}, target_nM=target_nM,

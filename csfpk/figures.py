@@ -5,14 +5,21 @@
 is read) into ``RUN_DIR/figures/`` unless told otherwise:
 
 ==================================  =========================================================
-``comparison_<csf>_trough``         CSF trough per regimen (distribution, target), per drug
-``comparison_<csf>_cavg``           CSF average concentration per regimen
+``comparison_<csf>_trough``         CSF trough (Cmin,ss) per regimen (distribution, target)
+``comparison_<csf>_cavg``           CSF average concentration (Cavg,ss) per regimen
 ``comparison_<csf>_pct_above``      % of the window with CSF ≥ target (runs with a target)
-``comparison_plasma_auc``           plasma AUC per regimen (the systemic cost)
+``comparison_<csf>_peak_inj``       intrathecal runs, instead of the three above: CSF peak,
+``comparison_<csf>_time_above_inj`` time ≥ target and C×T (µM·h) per injection
+``comparison_<csf>_cxt_inj``
+``comparison_plasma_cavg``          plasma Cavg,ss per regimen (the systemic cost; AUCτ/τ, so
+                                    that daily and weekly regimens compare), steady-state runs
+``comparison_plasma_auc``           plasma AUC (µM·h) over the span, other runs
 ``bands_<csf>_<drug>``              population bands of CSF concentration (runs with curves)
 ==================================  =========================================================
 
-``<csf>`` is ``csf`` in the single CSF layout, ``csf_lumbar`` in the regional one.
+``<csf>`` is ``csf`` in the single CSF layout, ``csf_lumbar`` in the regional one. Each metric
+is computed over the run's window (``csfpk.metrics``: by default the last dosing interval for
+repeated doses, per injection for intrathecal regimens), which each figure's title names.
 
 Examples
 --------
@@ -35,15 +42,23 @@ FORMATS = ("png", "svg", "pdf")
 
 # ----------------------------------------------------------------------------- writing
 def main_metrics(run):
-    """The comparison metrics ``write_figures`` draws for ``run`` (CSF trough, Cavg, % ≥ target, plasma AUC)."""
+    """The comparison metrics ``write_figures`` draws for ``run``, over the run's window.
+
+    Oral and other repeated dosing: CSF trough (Cmin,ss), Cavg, % time ≥ target, plasma Cavg,ss.
+    Intrathecal runs (per injection window): CSF peak, time ≥ target and C×T per injection, plasma
+    AUC over the span; no CSF Cavg or trough, which mean nothing for bolus pulses.
+    """
     csf = run.csf_compartment()
     out = []
+    if csf is not None and f"{csf}_peak_inj" in run.metric_names():
+        return [f"{csf}_peak_inj", f"{csf}_time_above_inj", f"{csf}_cxt_inj", "plasma_auc"]
     if csf is not None:
         out += [f"{csf}_trough", f"{csf}_cavg"]
         t = run.summary["target_nM"] if "target_nM" in run.summary else None
         if t is not None and t.notna().any():
             out.append(f"{csf}_pct_above")
-    out.append("plasma_auc")
+    # AUCτ of regimens with different τ (daily vs weekly) is not comparable: their plasma Cavg,ss = AUCτ/τ is
+    out.append("plasma_cavg" if "plasma_cavg_ss" in run.metric_names() else "plasma_auc")
     return out
 
 

@@ -20,6 +20,22 @@ time is the pre-dose value (csfpk's output convention). With C in nM:
 ``pct_above``  100 · time_above / (t_g1 − t_g0)  (%)
 =============  ===========================================================================
 
+Windows (``resolve_window``): every metric names the window it was computed over, and the
+per-subject columns carry it as a suffix (``csf_cavg_ss``):
+
+=================  ======  ==================================================================
+``"span"``         _span   the whole simulated span, 0 … t_end (includes the climb to steady state)
+``"ss"``           _ss     the last complete dosing interval [t_i, t_i + τ] within the span
+                           (τ = t_i+1 − t_i, or the previous interval after the last dose):
+                           Cmax,ss, Cmin,ss (``trough``: the pre-dose sample at the interval's
+                           end), Cavg,ss = AUCτ/τ, AUCτ (``auc``); the default for repeated doses
+(start, end)       _win    an explicit window, h
+``"per_injection"`` _inj   after each injection until the next (the last: until t_end); per
+                           subject the mean over injections of the peak (``peak``, nM), the
+                           time ≥ target (``time_above``, h) and C×T = AUC (``cxt``, µM·h);
+                           the default for intrathecal regimens (pulses: no trough, no Cavg)
+=================  ======  ==================================================================
+
 The CSF/plasma AUC ratio of a subject is ``auc_csf / auc_plasma``. Over a population
 (``summarize``): the median and the 5th and 95th percentiles (numpy's linear interpolation between
 order statistics, Hyndman & Fan type 7), and the probability of target attainment (``pta``): the
@@ -43,6 +59,96 @@ NAMES = ("cmax", "tmax", "trough", "cavg", "auc", "time_above", "pct_above")
 UNITS = {"cmax": "nM", "tmax": "h", "trough": "nM", "cavg": "nM", "auc": "nM·h", "time_above": "h",
          "pct_above": "%"}
 PERCENTILES = (5.0, 50.0, 95.0)
+WINDOWS = ("span", "ss", "per_injection")
+SUFFIX = {"span": "span", "ss": "ss", "window": "win", "per_injection": "inj"}
+INJECTION_NAMES = ("peak", "time_above", "cxt")
+INJECTION_UNITS = {"peak": "nM", "time_above": "h", "cxt": "µM·h"}
+
+
+def last_interval(dose_times, t_end):
+    """The last complete dosing interval ``(t_i, t_i + τ)`` inside [0, ``t_end``] (h), or None.
+
+    τ is the time to the next dose; after the last dose, the interval before it. Intervals that
+    end after ``t_end`` are skipped (the previous one is taken).
+
+    Examples
+    --------
+    >>> last_interval([0.0, 24.0, 48.0], 72.0)
+    (48.0, 72.0)
+    >>> last_interval([0.0, 72.0, 144.0], 200.0)
+    (72.0, 144.0)
+    """
+    d = sorted({float(x) for x in dose_times if x < t_end})
+    eps = 1e-9 * max(1.0, abs(t_end))
+    for i in range(len(d) - 1, -1, -1):
+        if i + 1 < len(d):
+            end = d[i + 1]
+        elif i >= 1:
+            end = d[i] + (d[i] - d[i - 1])
+        else:
+            continue
+        if end <= t_end + eps:
+            return d[i], end
+    return None
+
+
+def injection_windows(dose_times, t_end):
+    """``[(t_i, t_i+1), …, (t_last, t_end)]``: from each injection to the next (h)."""
+    d = sorted({float(x) for x in dose_times if x < t_end})
+    return [(a, b) for a, b in zip(d, d[1:] + [float(t_end)]) if b > a]
+
+
+def resolve_window(window, dose_times, t_end):
+    """``(kind, bounds)`` of a scenario's ``window``: kind ``"span"``, ``"ss"``, ``"window"`` or
+    ``"per_injection"``; bounds ``(start, end)`` h (per injection: a list of them).
+
+    Raises ``ValueError`` (one line) when the regimen has no complete dosing interval or no
+    injection inside the span.
+    """
+    if window is None or window == "span":
+        return "span", (0.0, float(t_end))
+    if window == "ss":
+        w = last_interval(dose_times, t_end)
+        if w is None:
+            raise ValueError(f"window = 'ss' needs two doses with a complete dosing interval before t_end = "
+                             f"{t_end:g} h; use window = 'span' or an explicit [start, end]")
+        return "ss", w
+    if window == "per_injection":
+        w = injection_windows(dose_times, t_end)
+        if not w:
+            raise ValueError(f"window = 'per_injection' needs a dose before t_end = {t_end:g} h")
+        return "per_injection", w
+    return "window", (float(window[0]), float(window[1]))
+
+
+def window_text(kind, bounds):
+    """Plain words for a window: "last dosing interval 648–672 h", "whole span 0–672 h", ..."""
+    if kind == "per_injection":
+        return f"per injection ({len(bounds)} injections, each until the next)"
+    a, b = bounds
+    what = {"span": "whole span", "ss": "last dosing interval", "window": "window"}[kind]
+    return f"{what} {a:g}–{b:g} h"
+
+
+def per_injection(conc, times, target, windows):
+    """Mean over injection ``windows`` of peak (conc units), time ≥ ``target`` (h) and AUC (conc·h).
+
+    The numpy reference of the population runner's per-injection metrics; each injection uses the
+    grid metrics of this module over its window.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> t = np.arange(0.0, 21.0)
+    >>> c = np.where(t <= 10, np.exp(-0.5 * t), 2 * np.exp(-0.5 * (t - 10)))  # at t = 10: the pre-dose value
+    >>> m = per_injection(c, t, 0.5, [(0.0, 10.0), (10.0, 20.0)])
+    >>> round(float(m["peak"]), 3)  # mean of 1 and 2·e^-0.5: a grid misses the bolus peak 2 (a grid metric)
+    1.107
+    """
+    peaks = [cmax(conc, times, w) for w in windows]
+    above = [time_above(conc, times, target, w) for w in windows]
+    aucs = [auc(conc, times, w) for w in windows]
+    return {"peak": np.mean(peaks, axis=0), "time_above": np.mean(above, axis=0), "cxt": np.mean(aucs, axis=0)}
 
 
 def window_indices(times, window=None):

@@ -26,6 +26,7 @@ Artists that tests and scripts may want to find carry a ``gid``: ``"median"``,
 """
 
 import math
+import textwrap
 
 from . import metrics
 from .drug import Drug, load_drug
@@ -55,7 +56,17 @@ _SHORT = {"plasma": "plasma", "plasma_unbound": "unbound plasma", "csf": "CSF", 
 # metric -> (label, unit, factor applied to the stored value); stored units are in csfpk.metrics.UNITS
 _METRICS = {"cmax": ("Cmax", "nM", 1.0), "tmax": ("tmax", "h", 1.0), "trough": ("trough", "nM", 1.0),
             "cavg": ("Cavg", "nM", 1.0), "auc": ("AUC", "µM·h", 1e-3), "time_above": ("time ≥ target", "h", 1.0),
-            "pct_above": ("time ≥ target", "% of time", 1.0), "plasma_auc_ratio": ("AUC / plasma AUC", "ratio", 1.0)}
+            "pct_above": ("time ≥ target", "% of time", 1.0), "plasma_auc_ratio": ("AUC / plasma AUC", "ratio", 1.0),
+            "peak": ("peak", "nM", 1.0), "cxt": ("C×T", "µM·h", 1.0)}
+# window suffix of a metric column (csfpk.metrics.SUFFIX) -> how its label reads, and the title line
+_WINDOW_LABELS = {"ss": {"cmax": "Cmax,ss", "trough": "Cmin,ss", "cavg": "Cavg,ss", "auc": "AUCτ",
+                         "pct_above": "time ≥ target", "time_above": "time ≥ target in τ"},
+                  "inj": {"peak": "peak per injection", "time_above": "time ≥ target per injection",
+                          "cxt": "C×T per injection"}}
+_WINDOW_TITLES = {"ss": "last complete dosing interval τ of each regimen",
+                  "span": "the whole simulated span",
+                  "win": "the sweep's metric window", "inj": "per injection, mean over injections"}
+_PCT_UNITS = {"ss": "% of τ", "span": "% of span", "win": "% of window"}
 _FONT = 8  # pt; tick labels and legends (7–9 pt is what journals print at column width)
 
 
@@ -356,9 +367,12 @@ def comparison(source, metric="csf_trough", *, drugs=None, sort=True, log=None, 
     ----------
     source : a ``RunResult``, a run folder (path) or a summary frame
         (``RunResult.summary``, median/p05/p95 columns only).
-    metric : ``<compartment>_<metric>``: compartment ``csf``, ``plasma``, ``plasma_unbound`` or a
-        regional CSF output; metric ``cmax``, ``trough``, ``cavg``, ``auc``, ``tmax``,
-        ``time_above``, ``pct_above`` or, for CSF, ``plasma_auc_ratio``. AUC is shown in µM·h.
+    metric : ``<compartment>_<metric>[_<window>]``: compartment ``csf``, ``plasma``,
+        ``plasma_unbound`` or a regional CSF output; metric ``cmax``, ``trough``, ``cavg``, ``auc``,
+        ``tmax``, ``time_above``, ``pct_above``, for CSF ``plasma_auc_ratio``, per injection
+        ``peak``, ``time_above``, ``cxt``; window ``ss``, ``span``, ``win`` or ``inj``
+        (``csfpk.metrics``; without it, the run's window). AUC and C×T are shown in µM·h, as in
+        the printed table; the figure's title names the metric and its window.
     drugs : drugs to show, in this order (default: all, in run order).
     sort : sort rows by median (False: run order, first on top).
     log : logarithmic metric axis (default: for concentrations, AUCs and ratios).
@@ -378,17 +392,18 @@ def comparison(source, metric="csf_trough", *, drugs=None, sort=True, log=None, 
     ...                     population=csfpk.Population(n=50, seed=1))
     >>> fig = csfpk.plot.comparison(cmp, "csf_trough")
     >>> fig.axes[0].get_xlabel()
-    'CSF trough (nM)'
+    'CSF Cmin,ss (nM)'
     """
     import numpy as np
 
-    compartment, name = _split_metric(metric)
-    label, unit, factor = _METRICS[name]
+    run = as_run(source)
+    _split_metric(metric)  # a clear message for a malformed name before the run is read
+    column = run.metric_column(metric)
+    run.check_metric(column)
+    compartment, name, sfx = _split_metric(column)
+    label, unit, factor = _metric_label(name, sfx)
     if log is None:
         log = unit in ("nM", "µM·h", "ratio")
-    run = as_run(source)
-    column = f"{compartment}_{name}"
-    run.check_metric(column)
     rows = run.select(drugs=drugs)
     drug_names = list(dict.fromkeys(rows["drug"]))
     stats = {}
@@ -401,10 +416,25 @@ def comparison(source, metric="csf_trough", *, drugs=None, sort=True, log=None, 
         else:
             s = run.summary_stats(row["scenario"], column)
             stats[row["scenario"]] = ({k: x * factor for k, x in s.items()}, int(row.get("n", 0) or 0))
+    typical = {}  # one simulation of the typical subject, same regimen and window (summary column)
+    if f"{column}_typical" in rows:
+        typical = dict(zip(rows["scenario"], rows[f"{column}_typical"].astype(float)))
+    drew_typical = False
+    ranges = {}  # parameter drawn per subject from the drug file's range -> drugs (CSF metrics only)
+    for d in drug_names:
+        ranged = rows.loc[rows["drug"] == d, "drawn_from_range"].iloc[0] if "drawn_from_range" in rows else ""
+        if isinstance(ranged, str) and ranged and compartment.startswith("csf"):
+            ranges.setdefault(ranged.split(" drawn")[0].split(".")[-1].replace("_", " "), []).append(d)
+    title = f"{_SHORT.get(compartment, compartment)} {label}, by regimen\nwindow: {_WINDOW_TITLES.get(sfx, 'as stored')}"
+    for par, ds in ranges.items():
+        who = "" if set(ds) == set(drug_names) else f" ({', '.join(ds)})"
+        title += "\n" + "\n".join(textwrap.wrap(f"{par} drawn per subject from the drug file's range{who}", 64))
     plt = _plt()
     counts = [int((rows["drug"] == d).sum()) for d in drug_names]
     heights = [0.22 * c + 0.45 for c in counts]
-    fig = plt.figure(figsize=(width, sum(heights) + 0.42 * len(drug_names) + 0.15), layout="constrained")
+    # panels, their titles and x labels, the title lines, and the key below (about 0.8 in at least)
+    tall = sum(heights) + 0.42 * len(drug_names) + 0.15 + 0.15 * (title.count("\n") + 1)
+    fig = plt.figure(figsize=(width, max(tall, 2.6)), layout="constrained")
     axes = fig.subplots(len(drug_names), 1, squeeze=False, height_ratios=heights)[:, 0]
     xlabel = f"{_SHORT.get(compartment, compartment)} {label} ({unit})"
     n_all, drew_target = set(), False
@@ -430,6 +460,11 @@ def comparison(source, metric="csf_trough", *, drugs=None, sort=True, log=None, 
                 ax.plot([q[50]], [y], "o", color=PALETTE[0], ms=5, gid="median")
             for end in (q[5], q[95]):
                 ax.plot([end, end], [y - 0.14, y + 0.14], color=PALETTE[0], lw=1.0)
+            typ = typical.get(sub.loc[i, "scenario"])
+            if _known(typ):
+                ax.plot([typ * factor], [y], linestyle="none", marker="D", ms=4, mfc="white", mec=PALETTE[1],
+                        mew=1.2, zorder=4, gid="typical")
+                drew_typical = True
         ax.set_yticks([ys[i] for i in order], [sub.loc[i, "label"] for i in order], fontsize=_FONT)
         ax.set_ylim(-0.6, len(order) - 0.4)
         tgt = sub["target_nM"].iloc[0] if "target_nM" in sub else None
@@ -437,24 +472,28 @@ def comparison(source, metric="csf_trough", *, drugs=None, sort=True, log=None, 
                        and (compartment.startswith("csf") or compartment == "plasma_unbound"))
         values = [x for i in order for x in (stats[sub.loc[i, "scenario"]][0][5], stats[sub.loc[i, "scenario"]][0][95])
                   if _known(x)]
-        _metric_limits(ax, values, float(tgt) if draw_target else None, log, unit)
+        off = _metric_limits(ax, values, float(tgt) if draw_target else None, log, unit)
         n_all.update(stats[s][1] for s in sub["scenario"])
-        if draw_target:
+        if draw_target and not off:
             ax.axvline(float(tgt), color="0.2", lw=1.0, ls=":", zorder=3, gid="target")
             drew_target = True
         ax.set_title(d, loc="left", fontsize=9, fontweight="bold")
+        right = []
         if _known(tgt) and (draw_target or name in ("pct_above", "time_above")):
-            ax.set_title(f"target {_tick_text(float(tgt))} nM", loc="right", fontsize=7, color="0.25")
+            right.append(f"target {_tick_text(float(tgt))} nM" + (f" {off}" if draw_target and off else ""))
+        if right:
+            ax.set_title(" · ".join(right), loc="right", fontsize=7, color="0.25")
         ax.set_xlabel(xlabel, fontsize=9)
         _tidy(ax)
         ax.grid(False, axis="y")
         ax.tick_params(axis="y", length=0)
     _comparison_key(fig, summary_only=not any(25 in stats[s][0] for s in stats), target=drew_target,
-                    n=n_all.pop() if len(n_all) == 1 and n_all != {0} else None)
+                    n=n_all.pop() if len(n_all) == 1 and n_all != {0} else None, typical=drew_typical)
+    fig.suptitle(title, fontsize=8)
     return fig
 
 
-def _comparison_key(fig, *, summary_only, target, n):
+def _comparison_key(fig, *, summary_only, target, n, typical=False):
     """Legend under the panels: what box, whiskers and median mean, the target line, n per regimen."""
     from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
@@ -464,8 +503,11 @@ def _comparison_key(fig, *, summary_only, target, n):
     handles.append(Line2D([], [], color=PALETTE[0], lw=1.0, marker="|", ms=6, label="5th–95th percentile"))
     handles.append(Line2D([], [], color="black", lw=0, marker="|", ms=9, mew=2.0, label="median") if not summary_only
                    else Line2D([], [], color=PALETTE[0], lw=0, marker="o", ms=5, label="median"))
+    if typical:
+        handles.append(Line2D([], [], linestyle="none", marker="D", ms=4, mfc="white", mec=PALETTE[1], mew=1.2,
+                              label="typical subject"))
     if target:
-        handles.append(Line2D([], [], color="0.2", lw=1.0, ls=":", label="target"))
+        handles.append(Line2D([], [], color="0.2", lw=1.0, ls=":", label="target ([potency] of the drug file)"))
     fig.legend(handles=handles, loc="outside lower center", ncol=2, frameon=False, fontsize=7,
                title=f"n = {n} per regimen" if n else None, title_fontsize=7)
 
@@ -480,20 +522,40 @@ def _known(x):
 
 
 def _split_metric(metric):
+    """``(compartment, metric name, window suffix or "")`` of ``<compartment>_<metric>[_<window>]``."""
+    base, sfx = metric, ""
+    for w in ("ss", "span", "win", "inj"):
+        if isinstance(metric, str) and metric.endswith("_" + w):
+            base, sfx = metric[: -len(w) - 1], w
+            break
     for name in sorted(_METRICS, key=len, reverse=True):
-        if isinstance(metric, str) and metric.endswith("_" + name) and len(metric) > len(name) + 1:
-            return metric[: -len(name) - 1], name
+        if isinstance(base, str) and base.endswith("_" + name) and len(base) > len(name) + 1:
+            return base[: -len(name) - 1], name, sfx
     allowed = ", ".join(f"<compartment>_{m}" for m in _METRICS)
-    raise ParameterError(f"metric = {metric!r} is not allowed; expected one of {allowed} (e.g. 'csf_trough')")
+    raise ParameterError(f"metric = {metric!r} is not allowed; expected one of {allowed}, optionally with a window "
+                         "suffix _ss, _span, _win or _inj (e.g. 'csf_trough_ss')")
+
+
+def _metric_label(name, sfx):
+    """Axis label and unit of metric ``name`` computed over window ``sfx``."""
+    label, unit, factor = _METRICS[name]
+    label = _WINDOW_LABELS.get(sfx, {}).get(name, label)
+    if name == "pct_above":
+        unit = _PCT_UNITS.get(sfx, unit)
+    return label, unit, factor
 
 
 def _metric_limits(ax, values, target, log, unit):
-    """Limits that show every row's 5th–95th percentile and the target (when within two decades)."""
-    if unit == "% of time":
+    """Limits that show every row's 5th–95th percentile and the target (when within two decades).
+
+    Returns "" or the arrow ("←", "→") towards a target left off the axis, for the panel title.
+    """
+    off = ""
+    if unit.startswith("%"):
         ax.set_xlim(-3, 103)
-        return
+        return off
     if not values:
-        return
+        return off
     lo, hi = min(values), max(values)
     if log:
         positive = [v for v in values if v > 0]
@@ -503,27 +565,32 @@ def _metric_limits(ax, values, target, log, unit):
             if target >= lo / 100 and target <= hi * 100:
                 lo, hi = min(lo, target), max(hi, target)
             else:
-                ax.annotate(f"target {_tick_text(target)} nM {'→' if target > hi else '←'}",
-                            xy=(1.0 if target > hi else 0.0, 1.0), xycoords="axes fraction", fontsize=7,
-                            ha="right" if target > hi else "left", va="bottom", color="0.25")
+                off = "→" if target > hi else "←"  # the target is off the axis: the panel title points to it
         pad = max(1.25, (hi / lo) ** 0.06)
         ax.set_xlim(lo / pad, hi * pad)
         _log_axis(ax, "x")
+        return off
     else:
         if target is not None:
             lo, hi = min(lo, target), max(hi, target)
-        span = (hi - lo) or abs(hi) or 1.0
+        span = (hi - min(lo, 0.0)) or abs(hi) or 1.0  # the axis starts at 0 for positive values: pad on that scale
         ax.set_xlim(min(0.0, lo - 0.05 * span) if lo >= 0 else lo - 0.05 * span, hi + 0.05 * span)
+    return off
 
 
 def summary_figure(source):
-    """CSF Cavg per regimen, one panel per drug, target dotted (``comparison`` of ``<csf>_cavg``).
+    """The run folder's ``summary.png``: the headline CSF metric per regimen, one panel per drug.
 
-    The figure a run folder keeps as ``summary.png``: boxes span the 25th–75th percentile of the
-    per-subject values, whiskers the 5th–95th, the thick tick is the median.
+    CSF Cavg,ss (or Cavg over the run's window) against the target; for intrathecal runs (per
+    injection window) the time ≥ target per injection instead, since an average of bolus pulses
+    says nothing about the target. Boxes span the 25th–75th percentile of the per-subject values,
+    whiskers the 5th–95th, the thick tick is the median; the title names the metric and the window.
     """
     run = as_run(source)
-    return comparison(run, f"{run.csf_compartment() or 'plasma'}_cavg")
+    csf = run.csf_compartment() or "plasma"
+    if f"{csf}_time_above_inj" in run.metric_names():
+        return comparison(run, f"{csf}_time_above_inj")
+    return comparison(run, f"{csf}_cavg")
 
 
 # ----------------------------------------------------------------------------- intrathecal

@@ -31,8 +31,24 @@ from .errors import ParameterError
 _LABEL_COLUMNS = ("scenario", "drug", "regimen", "population", "override", "source")
 _PARAMETER_COLUMNS = {"subject", "status", "weight_kg", "bsa_m2", "crcl_mL_min", "CL", "V1", "ka", "fu",
                       "penetration_ratio"}
-_TABLE = (("csf", "cavg", "CSF Cavg nM"), ("csf", "trough", "CSF trough nM"), ("csf", "pct_above", "CSF % time ≥ target"),
-          ("plasma", "cmax", "plasma Cmax nM"), ("plasma", "auc", "plasma AUC nM·h"))
+_WINDOW_SUFFIXES = ("ss", "span", "win", "inj")
+# per window suffix: (output, metric, header, factor) of the printed table; AUC and C×T in µM·h as in the figures
+_TABLE = {
+    "ss": (("csf", "cavg", "CSF Cavg,ss nM", 1.0), ("csf", "trough", "CSF Cmin,ss nM", 1.0),
+           ("csf", "pct_above", "CSF % of τ ≥ target", 1.0), ("plasma", "cmax", "plasma Cmax,ss nM", 1.0),
+           ("plasma", "auc", "plasma AUCτ µM·h", 1e-3)),
+    "span": (("csf", "cavg", "CSF Cavg (span) nM", 1.0), ("csf", "trough", "CSF last trough nM", 1.0),
+             ("csf", "pct_above", "CSF % of span ≥ target", 1.0), ("plasma", "cmax", "plasma Cmax (span) nM", 1.0),
+             ("plasma", "auc", "plasma AUC (span) µM·h", 1e-3)),
+    "win": (("csf", "cavg", "CSF Cavg (window) nM", 1.0), ("csf", "trough", "CSF trough (window) nM", 1.0),
+            ("csf", "pct_above", "CSF % of window ≥ target", 1.0), ("plasma", "cmax", "plasma Cmax (window) nM", 1.0),
+            ("plasma", "auc", "plasma AUC (window) µM·h", 1e-3)),
+    "inj": (("csf", "peak_inj", "CSF peak per injection nM", 1.0),
+            ("csf", "time_above_inj", "CSF h ≥ target per injection", 1.0),
+            ("csf", "cxt_inj", "CSF C×T per injection µM·h", 1.0), ("plasma", "cmax_span", "plasma Cmax (span) nM", 1.0),
+            ("plasma", "auc_span", "plasma AUC (span) µM·h", 1e-3)),
+}
+_PTA = {"ss": "P(CSF Cmin,ss ≥ target)", "span": "P(CSF last trough ≥ target)", "win": "P(CSF trough ≥ target)"}
 
 
 @dataclass(frozen=True, eq=False)
@@ -43,7 +59,10 @@ class RunResult:
     ----------
     scenarios : tuple of plain dicts, the resolved record of each scenario (``Scenario.record()``).
     summary : pandas DataFrame, one row per scenario (``scenario`` is the scenario's id); columns
-        ``<output>_<metric>_{median,p05,p95}``, ``<output>_pta_{trough,cavg}``, ``n``, ``n_failed``.
+        ``<output>_<metric>_<window>_{median,p05,p95,typical}`` (window suffix ``ss``, ``span``,
+        ``win`` or ``inj``, ``csfpk.metrics``), ``<output>_pta_{trough,cavg}_<window>``, ``n``,
+        ``n_failed``, and the plain-words ``window_text``, ``target_text``, ``percentiles``,
+        ``drawn_from_range``.
     curves_summary : percentile bands of the curves (nM), or None.
     folder : the run folder the result was read from or written to, or None.
     manifest : the folder's manifest (plain data), or None.
@@ -96,8 +115,24 @@ class RunResult:
 
     @property
     def table(self):
-        """The summary as text: median [5th–95th] of the key metrics, one row per scenario."""
+        """The summary as text: median [5th–95th] (typical) of the key metrics, one row per scenario."""
         return summary_table(self.summary)
+
+    @property
+    def notes(self):
+        """Lines that say what the table shows: percentiles, windows, targets with sources, ranges."""
+        return summary_notes(self.summary)
+
+    def metric_column(self, metric):
+        """``metric`` as a per-subject column of this run: exact, else with the run's window suffix added
+        (``csf_trough`` → ``csf_trough_ss`` in a steady-state run)."""
+        names = self.metric_names()
+        if metric in names:
+            return metric
+        for sfx in _WINDOW_SUFFIXES:
+            if f"{metric}_{sfx}" in names:
+                return f"{metric}_{sfx}"
+        return metric
 
     # ------------------------------------------------------------------ what the figures use
     @property
@@ -155,8 +190,8 @@ class RunResult:
     def _has_subjects(self):
         return bool(self.scenarios) and (self.folder is not None or bool(self.frames))
 
-    def check_metric(self, column):
-        """Raise ``ParameterError`` unless per-subject ``column`` (or its summary) is in the run."""
+    def metric_names(self):
+        """Names of the per-subject metric columns of this run (from the summary for a summary-only result)."""
         if self._has_subjects():
             rec = self.scenarios[0]
             if rec["key"] in self.frames:
@@ -165,6 +200,11 @@ class RunResult:
                 names = runfolder.metric_columns(self.folder, self.manifest, rec)
         else:
             names = [c[: -len("_median")] for c in self.summary.columns if c.endswith("_median")]
+        return names
+
+    def check_metric(self, column):
+        """Raise ``ParameterError`` unless per-subject ``column`` (or its summary) is in the run."""
+        names = self.metric_names()
         if column not in names:
             allowed = [c for c in names if c not in _PARAMETER_COLUMNS and "_" in c]
             raise ParameterError(f"metric = {column!r} is not in this run; expected one of {allowed}")
@@ -223,7 +263,8 @@ class RunResult:
 
     def csf_compartment(self):
         """The CSF output the figures show: ``csf``, else ``csf_lumbar``, else the first regional one."""
-        outs = [c[: -len("_cavg_median")] for c in self.summary.columns if c.endswith("_cavg_median")]
+        outs = [c.split("_cmax_")[0] for c in self.summary.columns
+                if "_cmax_" in c and c.endswith("_median")]
         csf = [o for o in outs if o.startswith("csf")]
         for pick in ("csf", "csf_lumbar"):
             if pick in csf:
@@ -266,10 +307,26 @@ def as_run(source):
                          "or a summary DataFrame")
 
 
+def _csf(summary):
+    outs = [c.split("_cmax_")[0] for c in summary.columns if "_cmax_" in c and c.endswith("_median")]
+    for pick in ("csf", "csf_lumbar"):
+        if pick in outs:
+            return pick
+    csf = [o for o in outs if o.startswith("csf")]
+    return csf[0] if csf else "csf"
+
+
+def _suffix(r):
+    kind = r.get("window")
+    return {"ss": "ss", "span": "span", "window": "win", "per_injection": "inj"}.get(kind, "span")
+
+
 def summary_table(summary):
-    """One row per scenario: median [5th–95th] of key metrics and P(CSF trough ≥ target), as text."""
+    """One row per scenario: the window, then median [5th–95th] (typical) of the key metrics of that
+    window and P(CSF trough ≥ target) (not for intrathecal pulses), as text."""
     import pandas as pd
 
+    csf = _csf(summary)
     rows = []
     for _, r in summary.iterrows():
         row = {"drug": r["drug"], "regimen": r["regimen"]}
@@ -277,16 +334,49 @@ def summary_table(summary):
             row["population"] = r["population"]
         if isinstance(r.get("override"), str) and r.get("override"):
             row["override"] = r["override"]
-        for o, m, label in _TABLE:
-            key = f"{o}_{m}_median"
+        sfx = _suffix(r)
+        if isinstance(r.get("window_text"), str):
+            row["window"] = r["window_text"]
+        for o, m, label, k in _TABLE[sfx]:
+            o = csf if o == "csf" else o
+            key = f"{o}_{m}_median" if sfx == "inj" else f"{o}_{m}_{sfx}_median"
             if key in r and not pd.isna(r[key]):
-                row[label] = f"{_fmt(r[key])} [{_fmt(r[f'{o}_{m}_p05'])}–{_fmt(r[f'{o}_{m}_p95'])}]"
-        if "csf_pta_trough" in r and not pd.isna(r["csf_pta_trough"]):
-            row["P(CSF trough ≥ target)"] = f"{100 * r['csf_pta_trough']:.0f} %"
+                base = key[: -len("_median")]
+                cell = f"{_fmt(k * r[key])} [{_fmt(k * r[f'{base}_p05'])}–{_fmt(k * r[f'{base}_p95'])}]"
+                if f"{base}_typical" in r and not pd.isna(r[f"{base}_typical"]):
+                    cell += f" typ {_fmt(k * r[f'{base}_typical'])}"
+                row[label] = cell
+        pta = f"{csf}_pta_trough_{sfx}"
+        if pta in r and not pd.isna(r[pta]):
+            row[_PTA[sfx]] = f"{100 * r[pta]:.0f} %"
         if r.get("n_failed", 0):
             row["failed"] = f"{int(r['n_failed'])} of {int(r['n'])}"
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def summary_notes(summary):
+    """The lines printed above the table: percentiles and n, each window kind, target, ranges."""
+    lines = []
+    ns = sorted({int(n) for n in summary["n"]}) if "n" in summary else []
+    lines.append("cells: median [5th–95th percentile] over " + "/".join(str(n) for n in ns)
+                 + " subjects per regimen; typ = one simulation of the typical subject (no IIV, nominal "
+                 "parameters), same regimen and window")
+    kinds = [k for k in dict.fromkeys(summary["window"]) if isinstance(k, str)] if "window" in summary else []
+    words = {"ss": "ss = last complete dosing interval τ (Cmin,ss = pre-dose at its end, AUCτ, Cavg,ss = AUCτ/τ)",
+             "span": "span = the whole simulated span, including the climb to steady state",
+             "window": "window = the explicit metric window of the sweep",
+             "per_injection": "per injection = from each injection to the next (the last: to the end); "
+                              "values are means over injections; C×T = AUC in µM·h"}
+    for k in kinds:
+        lines.append("window: " + words.get(k, k))
+    for drug in dict.fromkeys(summary["drug"]):
+        part = summary[summary["drug"] == drug]
+        for col, head in (("target_text", "target: "), ("drawn_from_range", f"drawn from a range: {drug} ")):
+            for t in dict.fromkeys(part[col]) if col in part else ():
+                if isinstance(t, str) and t:
+                    lines.append(head + t)
+    return lines
 
 
 def _fmt(x):

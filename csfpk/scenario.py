@@ -71,7 +71,9 @@ class Scenario(PicklesMappings):
     overrides : the ``Drug.replace`` changes applied.  source : where the regimen comes from.
     dose_basis : None (mg), ``"bsa"`` (mg/m²) or ``"weight"`` (mg/kg): doses scale per subject.
     target_nM : target concentration (nM) for time above target and PTA; None = drug's [potency].
-    window : (start, end) h of the metric window; None = the whole simulation.
+    window : the metric window (``csfpk.metrics``): ``"span"`` (whole simulation), ``"ss"`` (last
+        complete dosing interval), ``"per_injection"`` or ``(start, end)`` h; None picks the
+        default: per injection for intrathecal regimens, ``"ss"`` for repeated doses, else the span.
     csf_layout : ``"single"`` or ``"none"``.  physiology : the ``Physiology`` (default adult).
     """
 
@@ -99,6 +101,7 @@ class Scenario(PicklesMappings):
         if self.target_nM is None and self.drug.potency_target_nM is not None:
             object.__setattr__(self, "target_nM", float(self.drug.potency_target_nM))
         object.__setattr__(self, "overrides", MappingProxyType(dict(self.overrides)))
+        object.__setattr__(self, "window", _window(self.window, self.regimen, self.t_end))
 
     @property
     def id(self):
@@ -133,6 +136,29 @@ class Scenario(PicklesMappings):
             "t_end": self.t_end, "dt": self.dt, "regimen_name": self.regimen_name,
             "population_name": self.population_name, "override_name": self.override_name,
             "overrides": dict(self.overrides), "source": self.source, "dose_basis": self.dose_basis,
-            "target_nM": self.target_nM, "window": None if self.window is None else list(self.window),
+            "target_nM": self.target_nM, "window": self.window if isinstance(self.window, str) else list(self.window),
             "csf_layout": self.csf_layout,
         })
+
+
+def _window(window, regimen, t_end):
+    """The checked metric window; None → the default for ``regimen`` (class docstring)."""
+    if window is None:
+        doses = [r for r in regimen.records if r.evid in (1, 4) and r.time < t_end]
+        if doses and all(isinstance(r.cmt, str) and r.cmt.startswith("it_") for r in doses):
+            return "per_injection"
+        n = len(doses) + sum(1 for r in doses if r.addl >= 1 and r.time + r.ii < t_end)
+        return "ss" if n >= 2 or any(r.ss for r in doses) else "span"
+    if isinstance(window, str):
+        if window not in ("span", "ss", "per_injection"):
+            raise ParameterError(f"window = {window!r} is not allowed; expected 'span', 'ss', 'per_injection' "
+                                 "or (start, end) in h")
+        return window
+    try:
+        a, b = (float(x) for x in window)
+    except (TypeError, ValueError):
+        raise ParameterError(f"window = {window!r} is not allowed; expected 'span', 'ss', 'per_injection' "
+                             "or (start, end) in h") from None
+    if not 0 <= a < b:
+        raise ParameterError(f"window = {window!r} is not allowed; expected 0 <= start < end (h)")
+    return (a, b)

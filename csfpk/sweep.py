@@ -6,7 +6,9 @@
     name = "high_dose_tki"
     t_end = "28d"                     # simulated span (h or a duration string)
     dt = "1h"                          # output step (optional, default 1 h)
-    window = ["0d", "28d"]             # metric window (optional, default the whole span)
+    window = "ss"                      # metric window (optional): "span" (0 … t_end), "ss" (last complete
+                                       # dosing interval), "per_injection" or ["0d", "28d"]; default
+                                       # per injection for intrathecal regimens, "ss" for repeated doses
 
     [regimens.erl_150_qd]              # one table per regimen; the key is its id
     label = "150 mg qd"                # shown in tables (default: the id)
@@ -47,6 +49,7 @@ from dataclasses import dataclass
 from .batch import prepare, run
 from .drug import load_drug as _load_drug
 from .errors import CsfpkError, ParameterError, ScheduleError
+from .metrics import WINDOWS
 from .paths import resolve
 from .physiology import load_physiology
 from .population import Population
@@ -176,11 +179,16 @@ def sweep_from_dict(doc, *, where="sweep", n=None, seed=None, load_drug=None, ph
     dt = _hours(where, "dt", doc.get("dt", 1.0))
     if dt > t_end:
         raise SweepError(f"{where}: dt = {doc.get('dt')!r} is longer than t_end = {doc['t_end']!r}")
-    window = None
-    if "window" in doc:
+    window = None  # the default per regimen: per injection for intrathecal, "ss" for repeated doses (Scenario)
+    if "window" in doc and isinstance(doc["window"], str):
+        window = doc["window"]
+        if window not in WINDOWS:
+            raise SweepError(f"{where}: window = {window!r} is not allowed; expected one of {list(WINDOWS)} or "
+                             "[start, end]")
+    elif "window" in doc:
         w = doc["window"]
         if not (isinstance(w, list) and len(w) == 2):
-            raise SweepError(f"{where}: window = {w!r}; expected [start, end]")
+            raise SweepError(f"{where}: window = {w!r}; expected one of {list(WINDOWS)} or [start, end]")
         window = (_hours(where, "window start", w[0], positive=False), _hours(where, "window end", w[1]))
         if not 0 <= window[0] < window[1] <= t_end + 1e-9:
             raise SweepError(f"{where}: window = {w!r} is not allowed; expected 0 <= start < end <= t_end")

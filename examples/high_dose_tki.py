@@ -4,7 +4,7 @@ Runs the sweep ``params/sweeps/high_dose_tki.toml`` (erlotinib 150 mg daily vs 1
 200–600 mg every 2–4 days; gefitinib 250 vs 750/1000/1250 mg; osimertinib 80 vs 160 mg; alectinib 600
 vs 900 mg bid; 28 days) over a virtual population, prints the summary table and writes
 ``summary.csv``, ``summary.png``, the per-subject Parquet files and, in ``figures/``, the
-comparison panels (CSF trough, CSF average, % time above target, plasma AUC) and the CSF
+comparison panels (CSF Cmin,ss, Cavg,ss, % of τ above target, plasma Cavg,ss) and the CSF
 population bands of each drug.
 
     python examples/high_dose_tki.py                      # 200 subjects per regimen
@@ -31,7 +31,9 @@ def main(argv=None):
     args = ap.parse_args(argv)
     res = csfpk.run_sweep("high_dose_tki", args.out, n=args.n, seed=args.seed, overwrite=args.overwrite,
                           curves=True)
-    with pd.option_context("display.width", 200, "display.max_columns", 20):
+    for line in res.notes:  # percentiles, window, target with its source, parameters drawn from a range
+        print(line)
+    with pd.option_context("display.width", 250, "display.max_columns", 20):
         print(res.table.to_string(index=False))
     figures = csfpk.write_figures(res)
     print(f"wrote {args.out}/summary.csv, {args.out}/summary.png, per-subject metrics under {args.out}/scenarios/ "

@@ -43,7 +43,7 @@ def test_dose_per_m2_scales_with_bsa():
     df = run(scenarios(50), progress=False).metrics
     a = df[df.regimen == "80 qd"].reset_index()
     b = df[df.regimen == "40 mg/m2 qd"].reset_index()
-    np.testing.assert_allclose(b.csf_auc / a.csf_auc, 40 * b.bsa_m2 / 80, rtol=1e-10)
+    np.testing.assert_allclose(b.csf_auc_ss / a.csf_auc_ss, 40 * b.bsa_m2 / 80, rtol=1e-10)
 
 
 def test_dask_localcluster_gives_identical_numbers():
@@ -74,9 +74,9 @@ def test_compare_api_and_curves(tmp_path):
     pulse = csfpk.Regimen.every(amt=1500, ii="7d", n=4)
     cmp = csfpk.compare("erlotinib", {"150 mg qd": daily, "1500 mg qw": pulse},
                         population=csfpk.Population(n=30, seed=1, penetration="range"), t_end="28d",
-                        out=tmp_path / "cmp", curves=True, progress=False)
+                        out=tmp_path / "cmp", curves=True, progress=False, window="span")
     assert list(cmp.summary.regimen) == ["150 mg qd", "1500 mg qw"]
-    assert "CSF Cavg nM" in cmp.table.columns
+    assert "CSF Cavg (span) nM" in cmp.table.columns
     assert len(cmp.metrics) == 60
     cs = pd.read_csv(tmp_path / "cmp" / "curves_summary.csv")
     assert set(cs.compartment) == {"plasma", "plasma_unbound", "csf"}
@@ -85,7 +85,7 @@ def test_compare_api_and_curves(tmp_path):
     rec = cmp.scenarios[1]
     cur = np.load(tmp_path / "cmp" / "scenarios" / rec["key"] / "curves-000000.npy")
     j = list(dict.fromkeys(cs[cs.scenario == rec["id"]].compartment)).index("csf")
-    peak, cmax = cur[:, :, j].max(axis=1), cmp.scenario_metrics(rec["id"]).csf_cmax.to_numpy()
+    peak, cmax = cur[:, :, j].max(axis=1), cmp.scenario_metrics(rec["id"]).csf_cmax_span.to_numpy()
     assert np.all(peak <= cmax * (1 + 1e-6)) and np.all(peak >= 0.9 * cmax)
 
 
@@ -104,10 +104,10 @@ def test_one_failing_subject_keeps_the_others_results(monkeypatch):
     a, b = frame_of(ref), frame_of(got)
     bad = (b.subject == 21).to_numpy()
     assert (b.status[bad] == csfpk.Status.NONFINITE).all() and (b.status[~bad] == 0).all()
-    assert b.loc[bad, "csf_auc"].isna().all() and b.loc[bad, "CL"].isna().all()
+    assert b.loc[bad, "csf_auc_ss"].isna().all() and b.loc[bad, "CL"].isna().all()
     pd.testing.assert_frame_equal(a[~bad].reset_index(drop=True), b[~bad].reset_index(drop=True), check_exact=True)
     assert list(got.summary.n_failed) == [1, 1] and list(got.summary.n) == [40, 40]
     assert list(got.table.failed) == ["1 of 40", "1 of 40"]
     # the summary is over the 39 subjects that ran
     ok = b[~bad & (b.regimen == "80 qd")]
-    assert got.summary.csf_auc_median[0] == pytest.approx(np.median(ok.csf_auc), rel=1e-12)
+    assert got.summary.csf_auc_ss_median[0] == pytest.approx(np.median(ok.csf_auc_ss), rel=1e-12)

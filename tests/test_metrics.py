@@ -76,7 +76,7 @@ def test_kernel_metrics_match_numpy_reference():
         ref = metrics.of_result(res, target_nM=drug.potency_target_nM, window=(48.0, 290.0))
         for o, vals in ref.items():
             for name, v in vals.items():
-                assert frame[f"{o}_{name}"][i] == pytest.approx(v, rel=1e-10, abs=1e-12), (o, name)
+                assert frame[f"{o}_{name}_win"][i] == pytest.approx(v, rel=1e-10, abs=1e-12), (o, name)
 
 
 def test_tmax_is_the_first_time_at_the_maximum():

@@ -96,11 +96,11 @@ def test_comparison_one_box_per_regimen_sorted_with_target(two_drug_run, tmp_pat
     axes = fig.axes
     assert [ax.get_title(loc="left") for ax in axes] == ["erlotinib", "osimertinib"]
     assert [len(gids(ax, "box")) for ax in axes] == [3, 2]
-    assert all(ax.get_xlabel() == "CSF trough (nM)" for ax in axes)
+    assert all(ax.get_xlabel() == "CSF Cmin,ss (nM)" for ax in axes)
     assert all(len(gids(ax, "target")) == 1 for ax in axes)
     assert "target 7 nM" in axes[0].get_title(loc="right")
     # sorted: the highest median on top (largest y)
-    med = res.metrics.groupby("regimen").csf_trough.median()
+    med = res.metrics.groupby("regimen").csf_trough_ss.median()
     shown = [t.get_text() for t in axes[0].get_yticklabels()]  # top to bottom
     assert shown == sorted(shown, key=lambda r: -med[r])
     png(fig, tmp_path / "trough.png")
@@ -109,11 +109,11 @@ def test_comparison_one_box_per_regimen_sorted_with_target(two_drug_run, tmp_pat
 def test_comparison_other_metrics_and_sources(two_drug_run, in_memory):
     folder, res = two_drug_run
     fig = plot.comparison(res, "plasma_auc")  # RunResult with a folder
-    assert fig.axes[0].get_xlabel() == "plasma AUC (µM·h)"
+    assert fig.axes[0].get_xlabel() == "plasma AUCτ (µM·h)"
     assert not any(gids(ax, "target") for ax in fig.axes)  # the CSF target does not apply to plasma AUC
     fig = plot.comparison(folder, "csf_pct_above", drugs=["osimertinib"])
     assert len(fig.axes) == 1 and fig.axes[0].get_xscale() == "linear"
-    assert fig.axes[0].get_xlabel() == "CSF time ≥ target (% of time)"
+    assert fig.axes[0].get_xlabel() == "CSF time ≥ target (% of τ)"
     fig = plot.comparison(in_memory, "csf_cavg", sort=False)  # RunResult held in memory
     assert [t.get_text() for t in fig.axes[0].get_yticklabels()] == ["150 mg qd", "1500 mg weekly"]  # run order
     fig = plot.comparison(res.summary, "csf_cavg")  # summary only: dot and whiskers
@@ -156,7 +156,7 @@ def test_plot_summary_uses_the_comparison_figure(two_drug_run, tmp_path):
     assert os.path.getsize(os.path.join(folder, "summary.png")) > 5000  # written by the run
     fig = plot.summary_figure(res)
     assert [len(gids(ax, "box")) for ax in fig.axes] == [3, 2]
-    assert fig.axes[0].get_xlabel() == "CSF Cavg (nM)"
+    assert fig.axes[0].get_xlabel() == "CSF Cavg,ss (nM)"
     assert not any(ax.get_legend() for ax in fig.axes)  # the target is named in the title, not a legend on the data
 
 
@@ -262,7 +262,7 @@ def test_cli_plot_writes_the_run_figures(two_drug_run, tmp_path, capsys):
     assert main(["plot", folder, "--out", str(out)]) == 0
     names = sorted(os.listdir(out))
     assert names == sorted(["comparison_csf_trough.png", "comparison_csf_cavg.png", "comparison_csf_pct_above.png",
-                            "comparison_plasma_auc.png", "bands_csf_erlotinib.png", "bands_csf_osimertinib.png"])
+                            "comparison_plasma_cavg.png", "bands_csf_erlotinib.png", "bands_csf_osimertinib.png"])
     assert all((out / n).stat().st_size > 5000 for n in names)
     assert "wrote 6 figures" in capsys.readouterr().out
     assert main(["plot", folder, "--format", "svg", "--out", str(tmp_path / "svg")]) == 0

@@ -96,7 +96,7 @@ def test_labels_that_share_a_slug_get_their_own_folders(tmp_path):
     got = csfpk.load_run(out)
     a, b = (got.scenario_metrics(r["id"]) for r in got.scenarios)
     # the two regimens are 80 and 160 mg: had one overwritten the other, the ratio would be 1
-    np.testing.assert_allclose(b.plasma_auc / a.plasma_auc, 2.0, rtol=1e-9)
+    np.testing.assert_allclose(b.plasma_auc_ss / a.plasma_auc_ss, 2.0, rtol=1e-9)
 
 
 def test_duplicate_scenario_ids_are_refused(tmp_path):
