@@ -59,3 +59,22 @@ def test_examples_import_only_public_names():
             elif isinstance(node, ast.Import):
                 bad += [f"{script.name}: import {a.name}" for a in node.names if a.name.startswith("csfpk.")]
     assert bad == []
+
+
+def test_tki_example_beside_the_readme_main_job(tmp_path):
+    """Issue 14: the example after the README's command used the same folder and ended in a traceback.
+    Its default folder is now its own; a folder holding another run is one line and exit 2."""
+    env = dict(os.environ, MPLBACKEND="Agg")
+    main_job = tmp_path / "runs" / "high_dose_tki"
+    main_job.mkdir(parents=True)
+    (main_job / "keep.txt").write_text("the main job's folder is not touched")
+    ok = subprocess.run([sys.executable, str(EXAMPLES / "high_dose_tki.py"), "--n", "5"], cwd=tmp_path, env=env,
+                        capture_output=True, text=True, timeout=300)
+    assert ok.returncode == 0, ok.stderr[-2000:]
+    assert (tmp_path / "runs" / "high_dose_tki_example" / "manifest.json").is_file()
+    assert sorted(p.name for p in main_job.iterdir()) == ["keep.txt"]
+    other = subprocess.run([sys.executable, str(EXAMPLES / "high_dose_tki.py"), "--n", "6"], cwd=tmp_path, env=env,
+                           capture_output=True, text=True, timeout=300)
+    assert other.returncode == 2
+    assert "Traceback" not in other.stderr and len(other.stderr.strip().splitlines()) == 1
+    assert "holds a different run" in other.stderr
