@@ -113,8 +113,8 @@ def _regimen(where, rid, t, t_end):
             if any(k in t for k in ("amt", "ii", "n")):
                 raise SweepError(f"{where}: give phases or amt/ii/n, not both")
             phases = t["phases"]
-            if not isinstance(phases, list) or not phases:
-                raise SweepError(f"{where}: phases = {phases!r}; expected a list of [amt, ii, length]")
+            if not isinstance(phases, list) or not phases or not all(isinstance(p, list) for p in phases):
+                raise SweepError(f"{where}: phases = {phases!r}; expected a list of [amt, ii, length] lists")
             reg = Regimen.phases(*[tuple(p) for p in phases], route=route, start=t.get("start", 0.0))
         else:
             _keys(where, t, _REGIMEN, ("amt", "ii"))

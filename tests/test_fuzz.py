@@ -29,6 +29,7 @@ from test_errors_cli import CASES
 ROOT = Path(csfpk.__file__).parent.parent
 ERLOTINIB = (ROOT / "params" / "drugs" / "erlotinib.toml").read_text()
 REGIMEN = (ROOT / "params" / "regimens" / "it_mtx_seed.toml").read_text()
+SWEEP = (ROOT / "params" / "sweeps" / "it_frequency.toml").read_text()
 LIMIT_S = 30
 FUZZ = settings(max_examples=60, deadline=None, derandomize=True,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
@@ -152,6 +153,27 @@ def test_fuzz_regimen_toml(edits, latin1):
 
 
 @FUZZ
+@given(edits=st.lists(st.tuples(st.sampled_from(["t_end", "dt", "window", "csf_layout", "n", "seed", "label", "route",
+                                                 "amt", "ii", "phases", "schema", "name", "source"]),
+                                st.sampled_from(TOML_VALUES + ['"span"', '"ss"', '["0d", "1e9d"]', '"regional"'])),
+                      min_size=1, max_size=3),
+       grid=st.sampled_from(["", '\n[grid]\ndrugs = ["methotrexate"]\n', '\n[grid]\ndrugs = [""]\n',
+                             '\n[grid]\nregimens = [["weekly_12"]]\n', '\n[grid]\nregimens = ["nope"]\n']))
+def test_fuzz_sweep_toml(edits, grid):
+    """Sweep files (issue 14 lists drug, sweep and regimen TOML): loaded and checked by ``csfpk validate FILE``,
+    the same loader ``csfpk compare`` uses before any work."""
+    text = SWEEP
+    for key, value in edits:
+        text = _mutate_toml(text, key, value)
+    text += grid
+    with tempfile.TemporaryDirectory() as folder:
+        p = Path(folder) / "in" / "it_frequency.toml"
+        p.parent.mkdir()
+        p.write_text(text)
+        contract(["validate", p], folder)
+
+
+@FUZZ
 @given(edits=st.lists(st.tuples(st.sampled_from(["value", "unit", "source", "CL", "V1", "ka", "F", "fu", "tlag",
                                                  "molecular_weight", "penetration_ratio", "equilibration_half_life",
                                                  "range", "name", "amt", "ii"]),
@@ -247,3 +269,11 @@ def test_subprocess_dataset_contract(text, tmp_path):
         assert len(r.stderr.strip().splitlines()) == 1 and not (tmp_path / "out.csv").exists()
     else:
         assert not pd.read_csv(tmp_path / "out.csv", na_values=".").filter(like="_NM").isna().any().any()
+
+
+def test_sweep_phases_that_are_not_lists_are_one_line(tmp_path):
+    """Found by fuzzing the sweep file: ``phases = [1, [2]]`` ended in a TypeError traceback."""
+    p = tmp_path / "in" / "it_frequency.toml"
+    p.parent.mkdir()
+    p.write_text(_mutate_toml(SWEEP, "phases", "[1, [2]]"))
+    assert contract(["validate", p], tmp_path)[0] == 2
