@@ -56,6 +56,7 @@ class _Prepared:
     target: np.ndarray
     curve_stride: int
     curve_rows: int
+    exact_win: np.ndarray  # (t0, t1, t_trough) h for exact metrics, empty for grid metrics
 
 
 def prepare(scn: Scenario, curves=False):
@@ -66,11 +67,20 @@ def prepare(scn: Scenario, curves=False):
         raise ParameterError(f"{scn.drug.name}: populations need a linear model (the exact kernel); this drug has "
                              "Michaelis–Menten or time-dependent clearance or saturable CSF uptake")
     times = output_grid(scn.t_end, scn.dt)
-    tl = build_timeline(model, scn.regimen, times)
     try:
         w0, w1 = metrics.window_indices(times, scn.window)
     except ValueError as exc:
         raise ParameterError(f"{scn.id}: {exc}") from None
+    exact_win = np.empty(0)
+    if scn.metrics == "exact":
+        t0, t1 = (0.0, float(times[-1])) if scn.window is None else (float(scn.window[0]), float(scn.window[1]))
+        # metrics only: the timeline needs no output grid, only the window's end (cost per event, not per sample)
+        tl = build_timeline(model, scn.regimen, times if curves else np.array([t1]))
+        dosed = [d[0] for d in tl.doses if t0 < d[0] <= t1]  # the trough: pre-dose value of the last dose in (t0, t1]
+        exact_win = np.array([t0, t1, max(dosed) if dosed else t1])
+        w0, w1 = 1, 0  # no grid metrics
+    else:
+        tl = build_timeline(model, scn.regimen, times)
     trough = metrics.trough_index(times, [d[0] for d in tl.doses], scn.window)
     names = tuple(model.outputs)
     out_state = np.array([model.outputs[o][0] for o in names], dtype=np.int64)
@@ -79,7 +89,7 @@ def prepare(scn: Scenario, curves=False):
     if curves:
         stride = max(1, math.ceil(times.size / MAX_CURVE_POINTS))
         rows = (times.size - 1) // stride + 1
-    return _Prepared(model, tl, times, names, out_state, w0, w1, trough, target, stride, rows)
+    return _Prepared(model, tl, times, names, out_state, w0, w1, trough, target, stride, rows, exact_win)
 
 
 def run_chunk(scn: Scenario, start, stop, curves=False, prep=None):
@@ -119,7 +129,7 @@ def run_chunk(scn: Scenario, start, stop, curves=False, prep=None):
     run_metrics(Ks, np.int64(model.n_dynamic), tl.kind, tl.time, tl.cmt, tl.value, tl.aux, float(tl.grid_step),
                 np.ascontiguousarray(dose_scale, dtype=np.float64), prep.out_state, np.ascontiguousarray(f),
                 np.int64(prep.w0), np.int64(prep.w1), np.int64(prep.trough_index), prep.target,
-                np.int64(prep.curve_stride), curves_arr, m, status)
+                np.int64(prep.curve_stride), curves_arr, m, status, prep.exact_win)
     status[invalid] = Status.NONFINITE
     return _frame(params, prep, m, status, curves_arr)
 

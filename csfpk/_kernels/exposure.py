@@ -1,0 +1,285 @@
+r"""Grid-free exact exposure metrics of a linear model over one inter-event gap (DESIGN §8).
+
+Between two actions of the timeline the inputs r (mg/h) are constant and the states solve
+dx/dt = K·x + r exactly:
+
+    x(s + τ) = E(τ)·x(s) + Φ(τ)·r,   ∫₀^τ x(s + u) du = Φ(τ)·x(s) + Ψ(τ)·r,
+
+with E = exp(K·τ), Φ = ∫E, Ψ = ∫Φ, the upper blocks of exp([[K, I, 0], [0, 0, I], [0, 0, 0]]·τ)
+(Van Loan 1978, IEEE Trans Autom Control 23:395; ``expm.expm``). An output is C_o = f_o·x[i_o] and
+its derivative dC_o/dt = f_o·(K·x + r)[i_o] is known exactly everywhere.
+
+Method (``gap``)
+----------------
+1. **Sub-steps.** A gap of length h is cut into N = max(1, ⌈‖K‖₁·h/ρ⌉) equal sub-steps δ = h/N
+   (ρ = ``RHO``), so that ‖K‖₁·δ ≤ ρ. Their propagators E, Φ, Ψ(δ) are computed once per distinct
+   δ (a small cache: regimens repeat the same gaps) and stepped exactly, so the state at every
+   sub-step end, the exact AUC increment f_o·(Φ·x + Ψ·r)[i_o] and the exact derivative at both ends
+   are known. The cost is N matrix–vector products per gap: it grows with the number of events and
+   with ‖K‖·h (the fastest rate of the model), never with the length of an output grid.
+2. **Screening.** A sub-step of an output may hold an interior extremum or a crossing of the target
+   when the derivative changes sign between its ends, when the value crosses the target, or when
+   the cubic Hermite interpolant of the ends' values and exact slopes has an interior extremum
+   (two extrema hidden between ends of equal slope). Other sub-steps are monotone and contribute
+   their end values (Cmax) and their whole length or nothing (time above target).
+3. **Refinement.** In a flagged sub-step the output is expanded exactly in a Taylor series about
+   its start, C(s + τ) = Σ_k τᵏ/k!·f_o·(Kᵏ⁻¹·(K·x + r))[i_o] (``TAYLOR_TERMS`` terms: with
+   ‖K‖₁·τ ≤ ρ = 4 the remainder is below ρᵐ/m! ≈ 1e-20 of the state and the largest term at most
+   e^ρ ≈ 55 times it, so the polynomial equals the solution to ~1e-14 relative). The polynomial and
+   its derivative are sampled at ``SAMPLES`` points (resolution ‖K‖₁·Δτ ≤ 0.25) to bracket every
+   sign change of C′ (extrema) and of C − T (crossings); each bracket is refined by bisection to
+   machine precision on that polynomial, which costs scalar Horner evaluations only.
+
+Why this and not an eigen-decomposition of K: the compartment graphs shipped include transit
+chains (equal transfer rates: K has a Jordan block and no eigenvector basis), depot and elimination
+rates that coincide in a population draw (ka = k, the classic flip-flop degeneracy), and cycles
+(plasma ⇄ CSF with bulk flow; regional CSF circulation) with possibly complex eigenvalues. An
+eigen-basis is singular or ill-conditioned exactly there, and a guard would need this propagator
+path anyway. The propagator + Taylor route uses only the exact matrix exponential (robust for any K,
+defective or not) and products with K, so one code serves every graph; its cost is a few
+matrix–vector products per sub-step, about the cost of one hourly grid step each.
+
+Limitation (documented in ``csfpk.metrics``): two sign changes of C′ (or of C − T) closer than the
+sample resolution, ‖K‖₁·Δτ ≤ 0.25, that also escape the Hermite screen are seen as none; the
+features they would bound differ from the monotone curve by a relative amount of order
+(‖K‖Δτ)² ≲ 6 % of the local variation and last less than Δτ.
+
+Conventions: the curve is right-continuous (after a dose its post-dose value starts the next gap,
+so Cmax is the supremum, including the instant after a bolus); Tmax is the first time Cmax is
+attained; time above target is the measure of {t : C(t) ≥ T·(1 − ``AT_TARGET_RTOL``)}: a curve
+that only touches T at a peak adds (almost) nothing, a curve flat at T counts as above.
+"""
+
+import numpy as np
+from numba import njit
+
+from .codes import AUC, CMAX, TIME_ABOVE, TMAX
+from .expm import expm
+
+RHO = 4.0  # ‖K‖₁·δ bound of a sub-step
+TAYLOR_TERMS = 36  # terms of the Taylor expansion in a flagged sub-step (4^36/36! ≈ 1e-20)
+SAMPLES = 16  # samples of the Taylor polynomial per flagged sub-step (bracketing resolution ρ/16)
+BISECTIONS = 60  # bisection steps per root (interval below 2^-60 of the sub-step: machine precision)
+SLOTS = 4  # distinct sub-step lengths cached per subject
+AT_TARGET_RTOL = 1e-10  # C ≥ T·(1 − 1e-10) counts as at or above the target
+
+
+@njit(cache=True, nogil=True)
+def norm1(K):
+    """‖K‖₁, the largest absolute column sum (1/h)."""
+    n = K.shape[0]
+    best = 0.0
+    for j in range(n):
+        s = 0.0
+        for i in range(n):
+            s += abs(K[i, j])
+        best = max(best, s)
+    return best
+
+
+@njit(cache=True, nogil=True)
+def new_cache(n):
+    """Propagator cache of ``gap``: E, Φ, Ψ of shape (SLOTS, n, n), their sub-step lengths (−1 empty),
+    and scratch (Krylov vectors and work vectors)."""
+    E = np.zeros((SLOTS, n, n))
+    P = np.zeros((SLOTS, n, n))
+    Q = np.zeros((SLOTS, n, n))
+    keys = np.full(SLOTS + 1, -1.0)  # keys[SLOTS]: the next slot to overwrite
+    keys[SLOTS] = 0.0
+    kry = np.zeros((TAYLOR_TERMS, n))
+    work = np.zeros((3, n))
+    return E, P, Q, keys, kry, work
+
+
+@njit(cache=True, nogil=True)
+def _slot(K, delta, E, P, Q, keys):
+    """Cache slot holding E, Φ, Ψ(δ), filled from one exponential of the 3n block matrix when absent."""
+    for s in range(SLOTS):
+        if keys[s] == delta:
+            return s
+    s = int(keys[SLOTS])
+    keys[SLOTS] = float((s + 1) % SLOTS)
+    keys[s] = delta
+    n = K.shape[0]
+    M = np.zeros((3 * n, 3 * n))
+    for i in range(n):
+        for j in range(n):
+            M[i, j] = K[i, j] * delta
+        M[i, n + i] = delta
+        M[n + i, 2 * n + i] = delta
+    X = expm(M)
+    for i in range(n):
+        for j in range(n):
+            E[s, i, j] = X[i, j]
+            P[s, i, j] = X[i, n + j]
+            Q[s, i, j] = X[i, 2 * n + j]
+    return s
+
+
+@njit(cache=True, nogil=True)
+def _poly(cf, tau):
+    """Σ cf[k]·τᵏ (Horner)."""
+    s = 0.0
+    for k in range(cf.shape[0] - 1, -1, -1):
+        s = s * tau + cf[k]
+    return s
+
+
+@njit(cache=True, nogil=True)
+def _dpoly(cf, tau):
+    """d/dτ Σ cf[k]·τᵏ."""
+    s = 0.0
+    for k in range(cf.shape[0] - 1, 0, -1):
+        s = s * tau + k * cf[k]
+    return s
+
+
+@njit(cache=True, nogil=True)
+def _root(cf, a, b, level, deriv):
+    """Bisection for the sign change of P − level (deriv False) or P′ (deriv True) in [a, b]."""
+    fa = (_dpoly(cf, a) if deriv else _poly(cf, a) - level) > 0.0
+    for _ in range(BISECTIONS):
+        mid = 0.5 * (a + b)
+        if mid <= a or mid >= b:
+            break
+        fm = (_dpoly(cf, mid) if deriv else _poly(cf, mid) - level) > 0.0
+        if fm == fa:
+            a = mid
+        else:
+            b = mid
+    return 0.5 * (a + b)
+
+
+@njit(cache=True, nogil=True)
+def _above(cf, a, b, pa, pb, level):
+    """Length of {τ ∈ [a, b] : P(τ) ≥ level} for P monotone on [a, b], ends pa, pb."""
+    ha = pa >= level
+    hb = pb >= level
+    if ha and hb:
+        return b - a
+    if ha:
+        return _root(cf, a, b, level, False) - a
+    if hb:
+        return b - _root(cf, a, b, level, False)
+    return 0.0
+
+
+@njit(cache=True, nogil=True)
+def _hidden_extremum(c0, c1, m0, m1):
+    """True when the cubic Hermite interpolant on [0, 1] (ends c0, c1, end slopes m0, m1 per unit
+    sub-step) has an interior stationary point although the end slopes share a sign."""
+    d = c0 - c1
+    A = 6.0 * d + 3.0 * m0 + 3.0 * m1
+    B = -6.0 * d - 4.0 * m0 - 2.0 * m1
+    if A == 0.0:
+        return False
+    s = -B / (2.0 * A)
+    if not (0.0 < s < 1.0):
+        return False
+    v = (A * s + B) * s + m0
+    return (v > 0.0) != (m0 > 0.0) and v != 0.0
+
+
+@njit(cache=True, nogil=True)
+def gap(K, knorm, t_start, h, x, r, use_r, out_state, f, level, m, E, P, Q, keys, kry, work):
+    """Advance x over [t_start, t_start + h] exactly and add that gap's exact metrics into m (module
+    docstring): AUC (nM·h), Cmax/Tmax (candidates: the gap start, sub-step ends and interior maxima)
+    and time above ``level[o]`` (= T·(1 − AT_TARGET_RTOL)). x is updated in place."""
+    n = x.shape[0]
+    n_out = out_state.shape[0]
+    N = max(1, int(np.ceil(knorm * h / RHO)))
+    delta = h / N
+    s = _slot(K, delta, E, P, Q, keys)
+    v = work[0]  # K·x + r at the sub-step start
+    y = work[1]  # state at the sub-step end
+    w = work[2]  # K·y + r
+    for i in range(n):
+        acc = r[i]
+        for j in range(n):
+            acc += K[i, j] * x[j]
+        v[i] = acc
+    for o in range(n_out):  # the gap's start (post-dose value) is a Cmax candidate
+        c = f[o] * x[out_state[o]]
+        if c > m[o, CMAX]:
+            m[o, CMAX] = c
+            m[o, TMAX] = t_start
+    cf = np.zeros(TAYLOR_TERMS + 1)
+    for j in range(N):
+        s0 = t_start + j * delta
+        for o in range(n_out):
+            i = out_state[o]
+            a = 0.0
+            for k in range(n):
+                a += P[s, i, k] * x[k]
+                if use_r:
+                    a += Q[s, i, k] * r[k]
+            m[o, AUC] += f[o] * a
+        for i in range(n):
+            acc = 0.0
+            for k in range(n):
+                acc += E[s, i, k] * x[k]
+                if use_r:
+                    acc += P[s, i, k] * r[k]
+            y[i] = acc
+        for i in range(n):
+            acc = r[i]
+            for k in range(n):
+                acc += K[i, k] * y[k]
+            w[i] = acc
+        have_kry = False
+        for o in range(n_out):
+            i = out_state[o]
+            c0 = f[o] * x[i]
+            c1 = f[o] * y[i]
+            d0 = f[o] * v[i]
+            d1 = f[o] * w[i]
+            T = level[o]
+            flagged = ((d0 > 0.0 and d1 < 0.0) or (d0 < 0.0 and d1 > 0.0) or ((c0 >= T) != (c1 >= T))
+                       or _hidden_extremum(c0, c1, d0 * delta, d1 * delta))
+            if not flagged:
+                if c1 > m[o, CMAX]:
+                    m[o, CMAX] = c1
+                    m[o, TMAX] = s0 + delta
+                if c0 >= T:
+                    m[o, TIME_ABOVE] += delta
+                continue
+            if not have_kry:  # Krylov vectors Kᵏ·v, k = 0 … TAYLOR_TERMS − 1, shared by the outputs
+                for q in range(n):
+                    kry[0, q] = v[q]
+                for k in range(1, TAYLOR_TERMS):
+                    for q in range(n):
+                        acc = 0.0
+                        for p in range(n):
+                            acc += K[q, p] * kry[k - 1, p]
+                        kry[k, q] = acc
+                have_kry = True
+            cf[0] = c0
+            fact = 1.0
+            for k in range(1, TAYLOR_TERMS + 1):
+                fact *= k
+                cf[k] = f[o] * kry[k - 1, i] / fact
+            ta = 0.0
+            pa = c0
+            da = d0
+            for q in range(1, SAMPLES + 1):
+                tb = delta if q == SAMPLES else q * delta / SAMPLES
+                pb = c1 if q == SAMPLES else _poly(cf, tb)
+                db = d1 if q == SAMPLES else _dpoly(cf, tb)
+                if (da > 0.0 and db < 0.0) or (da < 0.0 and db > 0.0):
+                    te = _root(cf, ta, tb, 0.0, True)
+                    pe = _poly(cf, te)
+                    if da > 0.0 and pe > m[o, CMAX]:
+                        m[o, CMAX] = pe
+                        m[o, TMAX] = s0 + te
+                    m[o, TIME_ABOVE] += _above(cf, ta, te, pa, pe, T) + _above(cf, te, tb, pe, pb, T)
+                else:
+                    m[o, TIME_ABOVE] += _above(cf, ta, tb, pa, pb, T)
+                if pb > m[o, CMAX]:
+                    m[o, CMAX] = pb
+                    m[o, TMAX] = s0 + tb
+                ta = tb
+                pa = pb
+                da = db
+        for i in range(n):
+            x[i] = y[i]
+            v[i] = w[i]
