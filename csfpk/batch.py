@@ -47,8 +47,10 @@ class _Prepared:
     """What every chunk of a scenario shares: the typical model, the timeline, the window.
 
     ``w0``, ``w1``, ``trough_index``: grid indices of the metric window (per injection: the whole
-    span); ``window_kind``/``window_bounds``: the resolved window (``metrics.resolve_window``);
-    ``injections``: (w0, w1, trough index) of each injection's window when the kind is per injection.
+    span; w0 > w1 when the metrics are exact); ``exact_win``: (t0, t1, t_trough) h of that window for
+    exact metrics, empty for grid metrics; ``window_kind``/``window_bounds``: the resolved window
+    (``metrics.resolve_window``); ``injections``: (w0, w1, trough index, exact_win) of each injection's
+    window when the kind is per injection.
     """
 
     model: object
@@ -62,6 +64,7 @@ class _Prepared:
     target: np.ndarray
     curve_stride: int
     curve_rows: int
+    exact_win: np.ndarray
     window_kind: str = "span"
     window_bounds: object = None
     injections: tuple = ()
@@ -80,6 +83,14 @@ def _grid_window(scn, times, dose_times, window):
     return w0, w1, metrics.trough_index(times, dose_times, window)
 
 
+def _exact_window(window, dose_times, t_end):
+    """(t0, t1, t_trough) h of a window for the exact metrics: the trough is the pre-dose value of the last
+    dose in (t0, t1], else the value at t1 (``csfpk.metrics``, exact metrics)."""
+    t0, t1 = (0.0, t_end) if window is None else (float(window[0]), float(window[1]))
+    dosed = [d for d in dose_times if t0 < d <= t1]
+    return np.array([t0, t1, max(dosed) if dosed else t1])
+
+
 def prepare(scn: Scenario, curves=False):
     """Validate a scenario and compile its shared parts (raises before any work is done)."""
     small = scn.population.sample(scn.drug, 0, 1, scn.physiology)
@@ -88,18 +99,25 @@ def prepare(scn: Scenario, curves=False):
         raise ParameterError(f"{scn.drug.name}: populations need a linear model (the exact kernel); this drug has "
                              "Michaelis–Menten or time-dependent clearance or saturable CSF uptake")
     times = output_grid(scn.t_end, scn.dt)
-    tl = build_timeline(model, scn.regimen, times)
+    # exact metrics without curves need no output grid in the timeline, only its end: cost per event, not per sample
+    exact = scn.metrics == "exact"
+    tl = build_timeline(model, scn.regimen, np.array([float(times[-1])]) if exact and not curves else times)
     dose_times = [d[0] for d in tl.doses]
     try:
         kind, bounds = metrics.resolve_window(scn.window, dose_times, float(times[-1]))
     except ValueError as exc:
         raise ParameterError(f"{scn.id}: {exc}") from None
-    injections = ()
-    if kind == "per_injection":
-        injections = tuple(_grid_window(scn, times, dose_times, w) for w in bounds)
-        w0, w1, trough = _grid_window(scn, times, dose_times, None)
+    main = None if kind == "per_injection" else bounds  # per injection: the main metrics cover the span
+    windows = bounds if kind == "per_injection" else ()
+    if exact:
+        no_grid = (1, 0, 0)  # w0 > w1: the kernel computes no grid metrics
+        exact_win = _exact_window(main, dose_times, float(times[-1]))
+        injections = tuple(no_grid + (_exact_window(w, dose_times, float(times[-1])),) for w in windows)
+        w0, w1, trough = no_grid
     else:
-        w0, w1, trough = _grid_window(scn, times, dose_times, bounds)
+        exact_win = np.empty(0)
+        injections = tuple(_grid_window(scn, times, dose_times, w) + (exact_win,) for w in windows)
+        w0, w1, trough = _grid_window(scn, times, dose_times, main)
     names = tuple(model.outputs)
     out_state = np.array([model.outputs[o][0] for o in names], dtype=np.int64)
     target = np.full(len(names), np.inf if scn.target_nM is None else float(scn.target_nM))  # nM, all outputs
@@ -107,7 +125,7 @@ def prepare(scn: Scenario, curves=False):
     if curves:
         stride = max(1, math.ceil(times.size / MAX_CURVE_POINTS))
         rows = (times.size - 1) // stride + 1
-    return _Prepared(model, tl, times, names, out_state, w0, w1, trough, target, stride, rows, kind, bounds,
+    return _Prepared(model, tl, times, names, out_state, w0, w1, trough, target, stride, rows, exact_win, kind, bounds,
                      injections)
 
 
@@ -145,20 +163,20 @@ def run_chunk(scn: Scenario, start, stop, curves=False, prep=None):
     status = np.zeros(S, dtype=np.int64)
     curves_arr = np.zeros((S, prep.curve_rows, len(prep.out_names)))
 
-    def kernel(w0, w1, trough, stride, cur):
-        """Metrics over grid samples w0 … w1 (one walk of every subject); worst status kept."""
+    def kernel(w0, w1, trough, exact_win, stride, cur):
+        """Metrics over one window (grid samples w0 … w1, or exact over ``exact_win``); worst status kept."""
         m = np.empty((S, len(prep.out_names), N_METRICS))
         st = np.zeros(S, dtype=np.int64)
         run_metrics(Ks, np.int64(model.n_dynamic), tl.kind, tl.time, tl.cmt, tl.value, tl.aux, float(tl.grid_step),
                     np.ascontiguousarray(dose_scale, dtype=np.float64), prep.out_state, np.ascontiguousarray(f),
-                    np.int64(w0), np.int64(w1), np.int64(trough), prep.target, np.int64(stride), cur, m, st)
+                    np.int64(w0), np.int64(w1), np.int64(trough), prep.target, np.int64(stride), cur, m, st, exact_win)
         np.maximum(status, st, out=status)
         return m
 
-    m = kernel(prep.w0, prep.w1, prep.trough_index, prep.curve_stride, curves_arr)
+    m = kernel(prep.w0, prep.w1, prep.trough_index, prep.exact_win, prep.curve_stride, curves_arr)
     inj = None
-    if prep.injections:  # one walk per injection window, the module's grid metrics over each
-        per = [kernel(a, b, g, 0, np.zeros((S, 0, len(prep.out_names)))) for a, b, g in prep.injections]
+    if prep.injections:  # one walk per injection window, the same metrics over each
+        per = [kernel(a, b, g, e, 0, np.zeros((S, 0, len(prep.out_names)))) for a, b, g, e in prep.injections]
         inj = {"peak": np.mean([p[..., metrics.NAMES.index("cmax")] for p in per], axis=0),
                "time_above": np.mean([p[..., metrics.NAMES.index("time_above")] for p in per], axis=0),
                "cxt": np.mean([p[..., metrics.NAMES.index("auc")] for p in per], axis=0) / 1000.0}  # nM·h → µM·h

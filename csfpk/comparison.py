@@ -16,7 +16,8 @@ from .units import hours
 
 
 def compare(drug, regimens, population=None, t_end="28d", *, dt=1.0, out=None, window=None, target_nM=None,
-            overrides=None, chunk=None, curves=False, client=None, scheduler=None, overwrite=False, progress=None):
+            overrides=None, metrics="exact", chunk=None, curves=False, client=None, scheduler=None, overwrite=False,
+            progress=None):
     """Simulate each regimen over the same virtual population and summarise exposure.
 
     Parameters
@@ -31,6 +32,9 @@ def compare(drug, regimens, population=None, t_end="28d", *, dt=1.0, out=None, w
         injection for intrathecal regimens, ``"ss"`` for repeated doses, else the span.
     target_nM : target concentration; default the drug's ``[potency]`` target.
     overrides : ``Drug.replace`` changes applied first.
+    metrics : ``"exact"`` (default): exact, grid-free metrics of the linear model (AUC, Cmax/Tmax,
+        time above target, trough; ``csfpk.metrics``); ``"grid"``: read off the output grid every
+        ``dt`` h, as NCA on sampled data would.
     chunk, curves, client, scheduler, overwrite, progress : see ``csfpk.batch.run``.
 
     Returns
@@ -69,6 +73,6 @@ def compare(drug, regimens, population=None, t_end="28d", *, dt=1.0, out=None, w
         window = (hours(window[0], "window start"), hours(window[1], "window end"))
     scenarios = [Scenario(drug=drug, regimen=reg, population=population, t_end=t_end, dt=dt, regimen_name=str(label),
                           population_name=population.name, overrides=overrides or {}, target_nM=target_nM,
-                          window=window) for label, reg in regimens.items()]
+                          window=window, metrics=metrics) for label, reg in regimens.items()]
     return run(scenarios, out, chunk=chunk, curves=curves, client=client, scheduler=scheduler, overwrite=overwrite,
                progress=progress)

@@ -36,6 +36,32 @@ per-subject columns carry it as a suffix (``csf_cavg_ss``):
                            the default for intrathecal regimens (pulses: no trough, no Cavg)
 =================  ======  ==================================================================
 
+**Exact metrics** (``metrics="exact"``, the default of populations, whose models are linear). The
+same names, computed without a grid from the exact solution x(t) = E(t)·x0 + Φ(t)·r between events
+(``csfpk._kernels.exposure``, which documents the method), over the window [w0, w1] in h:
+
+=============  ===========================================================================
+``cmax``       sup C(t) over [w0, w1]; the curve is right-continuous, so the value just after a
+               bolus counts (a dose at w1 itself does not: its post-dose value lies after w1)
+``tmax``       the first time at which C reaches Cmax (h)
+``trough``     C just before the last dose in (w0, w1] (before any event at that time), exactly;
+               with no dose there, C(w1). As on the grid, the dose times are those of the
+               timeline (lag included).
+``auc``        ∫ C dt over [w0, w1] (nM·h), exact
+``cavg``       AUC / (w1 − w0)
+``time_above`` the length of {t ∈ [w0, w1] : C(t) ≥ T·(1 − 1e-10)} (h), every crossing located
+               to machine precision. A curve that only touches T at a peak adds (almost) nothing;
+               a curve flat at T (a steady state equal to the target) counts as above: the
+               relative tolerance 1e-10 makes both independent of rounding.
+``pct_above``  100 · time_above / (w1 − w0)
+=============  ===========================================================================
+
+Exact values are the limits of the grid values as dt → 0. They differ from grid values by what the
+grid misses: peaks between samples (the grid's Cmax is low, its Tmax on a sample), the curvature
+between samples (trapezoid AUC) and the crossings (linear interpolation). The grid definitions stay
+available (``metrics="grid"``) to compare with NCA on sampled data. Nonlinear models (adaptive
+solvers) have grid metrics only.
+
 The CSF/plasma AUC ratio of a subject is ``auc_csf / auc_plasma``. Over a population
 (``summarize``): the median and the 5th and 95th percentiles (numpy's linear interpolation between
 order statistics, Hyndman & Fan type 7), and the probability of target attainment (``pta``): the

@@ -3,7 +3,8 @@
 Every function takes results and returns a ``matplotlib.figure.Figure``; ``save(fig, path)``
 writes PNG, SVG or PDF by the file's extension.
 
-=====================  ===========================================================``curves``             one simulation: concentration–time per compartment, targets, doses
+=====================  ==================================================================
+``curves``             one simulation: concentration–time per compartment, targets, doses
 ``population_bands``   a population: median, 25th–75th and 5th–95th percentile ribbons
                        per regimen (from a ``RunResult`` or a run folder)
 ``comparison``         one metric per regimen (box 25th–75th, whiskers 5th–95th, median),
@@ -11,7 +12,6 @@ writes PNG, SVG or PDF by the file's extension.
 ``csf_regions``        intrathecal arms: CSF concentration by region, one panel per arm
 ``blood_course``       intrathecal arms: blood counts with the doses actually given
 ``summary_figure``     a run's CSF Cavg per regimen (the run folder's ``summary.png``)
-=======
 ``dose_exposure``      plasma and CSF Cavg/Cmax against dose, published points overlaid
 =====================  ==================================================================
 

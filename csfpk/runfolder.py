@@ -15,6 +15,9 @@ Layout of ``RUN_DIR``::
     summary.png                            CSF Cavg per regimen
 
 ``<key>`` is ``Scenario.key``: a readable slug plus a hash of the scenario's resolved record.
+Each record says how its metrics were computed: ``"metrics": "exact"`` (grid-free, exact for the
+linear model) or ``"grid"`` (read off the output grid every ``dt`` h); records written before that
+key existed hold grid metrics (``metrics_mode``).
 Every file is written atomically (a temporary ``.<stem>-*`` beside it, then a rename).
 
 Guarantees, each checked by tests/test_runfolder.py:
@@ -77,6 +80,11 @@ class FinishedRunError(RunFolderError):
     def __init__(self, message, folder):
         super().__init__(message)
         self.folder = folder
+
+
+def metrics_mode(record):
+    """How a scenario record's metrics were computed: ``"exact"`` or ``"grid"`` (module docstring)."""
+    return record.get("metrics", "grid")
 
 
 def chunk_plan(n, chunk):

@@ -34,6 +34,7 @@ from .quantity import PicklesMappings
 from .regimen import Regimen
 
 DOSE_BASES = (None, "bsa", "weight")
+METRICS = ("exact", "grid")
 
 
 def digest(data, length=16):
@@ -75,6 +76,8 @@ class Scenario(PicklesMappings):
         complete dosing interval), ``"per_injection"`` or ``(start, end)`` h; None picks the
         default: per injection for intrathecal regimens, ``"ss"`` for repeated doses, else the span.
     csf_layout : ``"single"`` or ``"none"``.  physiology : the ``Physiology`` (default adult).
+    metrics : ``"exact"`` (default; grid-free exact metrics of the linear model, ``csfpk.metrics``)
+        or ``"grid"`` (read off the output grid every ``dt`` h, as NCA on sampled data would).
     """
 
     drug: Drug
@@ -92,8 +95,11 @@ class Scenario(PicklesMappings):
     window: tuple | None = None
     csf_layout: str = "single"
     physiology: Physiology = None
+    metrics: str = "exact"
 
     def __post_init__(self):
+        if self.metrics not in METRICS:
+            raise ParameterError(f"metrics = {self.metrics!r} is not allowed; expected 'exact' or 'grid'")
         if self.physiology is None:
             object.__setattr__(self, "physiology", load_physiology("adult"))
         if self.dose_basis not in DOSE_BASES:
@@ -137,7 +143,7 @@ class Scenario(PicklesMappings):
             "population_name": self.population_name, "override_name": self.override_name,
             "overrides": dict(self.overrides), "source": self.source, "dose_basis": self.dose_basis,
             "target_nM": self.target_nM, "window": self.window if isinstance(self.window, str) else list(self.window),
-            "csf_layout": self.csf_layout,
+            "csf_layout": self.csf_layout, "metrics": self.metrics,
         })
 
 

@@ -9,6 +9,7 @@
     window = "ss"                      # metric window (optional): "span" (0 … t_end), "ss" (last complete
                                        # dosing interval), "per_injection" or ["0d", "28d"]; default
                                        # per injection for intrathecal regimens, "ss" for repeated doses
+    metrics = "exact"                  # optional: "exact" (default, grid-free) or "grid" (read off the dt grid)
 
     [regimens.erl_150_qd]              # one table per regimen; the key is its id
     label = "150 mg qd"                # shown in tables (default: the id)
@@ -60,7 +61,7 @@ from .units import hours
 
 SCHEMA = "csfpk.sweep/1"
 _TOP = {"schema", "name", "description", "t_end", "dt", "window", "regimens", "populations", "overrides",
-        "grid", "csf_layout"}
+        "grid", "csf_layout", "metrics"}
 _REGIMEN = {"label", "amt", "ii", "n", "route", "start", "duration", "rate", "phases", "source", "note"}
 _POPULATION = {"n", "seed", "iiv", "covariates", "correlations", "penetration", "label"}
 _GRID = {"drugs", "regimens", "populations", "overrides", "target_nM"}
@@ -192,6 +193,9 @@ def sweep_from_dict(doc, *, where="sweep", n=None, seed=None, load_drug=None, ph
         window = (_hours(where, "window start", w[0], positive=False), _hours(where, "window end", w[1]))
         if not 0 <= window[0] < window[1] <= t_end + 1e-9:
             raise SweepError(f"{where}: window = {w!r} is not allowed; expected 0 <= start < end <= t_end")
+    mode = doc.get("metrics", "exact")
+    if mode not in ("exact", "grid"):
+        raise SweepError(f"{where}: metrics = {mode!r} is not allowed; expected 'exact' or 'grid'")
     layout = doc.get("csf_layout", "single")
     if layout not in ("single", "none"):
         raise SweepError(f"{where}: csf_layout = {layout!r} is not allowed in sweeps; expected 'single' or 'none'")
@@ -248,7 +252,7 @@ def sweep_from_dict(doc, *, where="sweep", n=None, seed=None, load_drug=None, ph
                             drug=drug, regimen=reg, population=pops[pid], t_end=t_end, dt=dt, regimen_name=label,
                             population_name=pops[pid].name, override_name=oid, overrides=overrides.get(oid, {}),
                             source=source, dose_basis=basis, target_nM=target, window=window, csf_layout=layout,
-                            physiology=physiology))
+                            physiology=physiology, metrics=mode))
     if not scenarios:
         raise SweepError(f"{where}: the grid gives no scenarios")
     for s in scenarios:  # compile schedules now: every error surfaces before any work

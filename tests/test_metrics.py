@@ -68,7 +68,7 @@ def test_kernel_metrics_match_numpy_reference():
     drug = csfpk.load_drug("osimertinib")
     reg = csfpk.Regimen.every(amt=160, ii=24, n=10)
     pop = csfpk.Population(n=20, seed=2, penetration="range")
-    scn = Scenario(drug, reg, pop, t_end=300.0, dt=1.0, window=(48.0, 290.0))
+    scn = Scenario(drug, reg, pop, t_end=300.0, dt=1.0, window=(48.0, 290.0), metrics="grid")  # the grid kernel
     frame, _ = run_chunk(scn, 0, 6)
     p = pop.sample(drug, 0, 6)
     for i in range(6):

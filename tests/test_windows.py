@@ -25,7 +25,8 @@ def osi():
     drug = csfpk.load_drug("osimertinib")
     reg = csfpk.Regimen.every(amt=80, ii=24, n=7)  # t½ ≈ 48 h: a week of daily doses still accumulates
     pop = csfpk.Population(n=4, seed=3, penetration="range")
-    both = {w: csfpk.compare(drug, {"80 mg qd": reg}, population=pop, t_end="7d", window=w, progress=False)
+    both = {w: csfpk.compare(drug, {"80 mg qd": reg}, population=pop, t_end="7d", window=w, progress=False,
+                             metrics="grid")  # checked against trapezoids on the grid by hand
             for w in (None, "span")}
     return drug, reg, pop, both
 
@@ -90,7 +91,8 @@ def test_intrathecal_per_injection_metrics_by_hand_on_two_injections():
     drug = csfpk.load_drug("methotrexate")
     reg = csfpk.Regimen.every(amt=12, ii=72, n=2, route="it_lumbar")
     pop = csfpk.Population(n=3, seed=5)
-    res = csfpk.compare(drug, {"12 mg x2": reg}, population=pop, t_end="6d", dt=0.25, progress=False)
+    res = csfpk.compare(drug, {"12 mg x2": reg}, population=pop, t_end="6d", dt=0.25, progress=False, metrics="grid")
+    exact = csfpk.compare(drug, {"12 mg x2": reg}, population=pop, t_end="6d", dt=0.25, progress=False)
     row = res.summary.iloc[0]
     assert row["window"] == "per_injection" and row["n_injections"] == 2
     df = res.scenario_metrics(res.scenarios[0]["id"])
@@ -109,6 +111,14 @@ def test_intrathecal_per_injection_metrics_by_hand_on_two_injections():
         assert df.csf_cxt_inj[i] == pytest.approx(np.mean(cxt), rel=1e-9)
         assert df.csf_time_above_inj[i] == pytest.approx(np.mean(above), abs=2e-3)
         assert 1.0 < df.csf_time_above_inj[i] < 72.0  # a real pulse above 1 µM, not the whole interval
+    # exact (the default) per injection: the true peak just after each bolus, which the 15-min grid misses,
+    # and C×T within the trapezoid's error
+    ex = exact.scenario_metrics(exact.scenarios[0]["id"])
+    just_after = _nM(csfpk.simulate(drug, csfpk.Regimen.every(amt=12, ii=72, n=1, route="it_lumbar"), t_end=1e-7,
+                                    dt=1e-7), drug)[-1]  # 12 mg in the CSF volume, 1e-7 h after the bolus
+    np.testing.assert_allclose(ex.csf_peak_inj, just_after, rtol=1e-3)  # the second pulse adds a small residue
+    assert np.all(ex.csf_peak_inj > 1.05 * df.csf_peak_inj)
+    np.testing.assert_allclose(ex.csf_cxt_inj, df.csf_cxt_inj, rtol=0.05)
     # the numpy reference agrees with the runner
     ref = metrics.per_injection(c, t, target, [(0.0, 72.0), (72.0, 144.0)])
     assert df.csf_peak_inj[2] == pytest.approx(ref["peak"], rel=1e-9)

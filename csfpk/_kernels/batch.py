@@ -8,7 +8,8 @@ output-grid sample the concentrations of the outputs
 
 update running metrics (formulas in ``exact.walk``; slots in ``codes``), so no concentration–time
 array is stored (memory per subject is a few vectors). Optionally every ``curve_stride``-th grid
-sample is written to ``curves[s]``.
+sample is written to ``curves[s]``. With ``exact_win`` = (t0, t1, t_trough) (float64[3]) the metrics are
+the exact grid-free ones of ``exposure.gap`` over [t0, t1] instead of the grid's (float64[0]).
 """
 
 import numpy as np
@@ -20,7 +21,7 @@ from .exact import walk
 
 @njit(cache=True, nogil=True, parallel=True)
 def run_metrics(Ks, n_dyn, kind, time, cmt, value, aux, grid_step, dose_scale, out_state, f, w0, w1, trough_index,
-                target, curve_stride, curves, metrics, status):
+                target, curve_stride, curves, metrics, status, exact_win):
     """Metrics of every subject: Ks[s], dose_scale[s], f[s] → metrics[s] (n_out × N_METRICS), status[s].
 
     ``curves`` has shape (S, rows, n_out) (rows may be 0 when ``curve_stride`` is 0).
@@ -28,4 +29,5 @@ def run_metrics(Ks, n_dyn, kind, time, cmt, value, aux, grid_step, dose_scale, o
     n = Ks.shape[1]
     for s in prange(Ks.shape[0]):
         status[s] = walk(Ks[s], n_dyn, kind, time, cmt, value, aux, grid_step, dose_scale[s], np.empty((0, n)),
-                         out_state, f[s], w0, w1, trough_index, target, curve_stride, curves[s], metrics[s])
+                         out_state, f[s], w0, w1, trough_index, target, curve_stride, curves[s], metrics[s],
+                         exact_win)

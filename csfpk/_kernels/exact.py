@@ -26,6 +26,7 @@ from numba import njit, prange
 from .codes import (AUC, BOLUS, CAVG, CMAX, INF_PART, N_METRICS, NONFINITE, OBS, OK, PCT_ABOVE, RATE, RESET, SINGULAR,
                     SS_CONST, SS_TRAIN, TIME_ABOVE, TMAX, TROUGH)
 from .expm import expm, propagators
+from .exposure import AT_TARGET_RTOL, gap, new_cache, norm1
 from .linalg import lu_det, lu_factor, lu_solve
 
 
@@ -174,7 +175,7 @@ def apply_action(k, c, v, aux, K, n_dyn, x, r):
 
 @njit(cache=True, nogil=True)
 def walk(K, n_dyn, kind, time, cmt, value, aux, grid_step, dose_scale, states, out_state, f, w0, w1, trough_index,
-         target, curve_stride, curves, m):
+         target, curve_stride, curves, m, exact_win):
     """The exact walk along the timeline for one subject; the one loop behind curves and metrics.
 
     x(t + h) = E(h)·x(t) + Φ(h)·r between actions (module docstring), doses as jumps (``apply_action``),
@@ -195,6 +196,12 @@ def walk(K, n_dyn, kind, time, cmt, value, aux, grid_step, dose_scale, states, o
           trough = C at g = ``trough_index`` (the pre-dose sample of the last dose in the window);
 
       w1 < w0 keeps no metrics. No concentration–time array is needed for metrics.
+    * exact_win, float64[3] = (t0, t1, t_trough) h instead of float64[0]: the metrics in m are the
+      exact, grid-free ones over [t0, t1] (``exposure.gap`` on every inter-event gap inside the
+      window, gaps split at t0 and t1; ``csfpk.metrics`` defines them): Cmax the supremum, Tmax the
+      first time it is reached, AUC the integral, time above the measure of C ≥ T, trough the exact
+      value at t_trough reached before any action at that time (the pre-dose value). The grid
+      samples then only feed ``states`` and ``curves``; w0, w1, trough_index are ignored.
 
     Returns a status code (``codes``): OK, SINGULAR (a steady state does not exist) or NONFINITE.
     """
@@ -216,11 +223,39 @@ def walk(K, n_dyn, kind, time, cmt, value, aux, grid_step, dose_scale, states, o
         m[o, AUC] = 0.0
         m[o, TIME_ABOVE] = 0.0
     t_first = np.nan
-    for a in range(kind.shape[0]):
-        h = time[a] - t
-        if h > 0.0:
-            advance(K, h, E, P, meta, x, y, r, use_r)
-            t = time[a]
+    exact = exact_win.shape[0] > 0
+    t0 = exact_win[0] if exact else 0.0
+    t1 = exact_win[1] if exact else 0.0
+    t_trough = exact_win[2] if exact else 0.0
+    trough_done = not exact
+    knorm = norm1(K)
+    cE, cP, cQ, keys, kry, work = new_cache(n if exact else 0)
+    level = np.empty(n_out)
+    for o in range(n_out):
+        level[o] = target[o] * (1.0 - AT_TARGET_RTOL)
+    for a in range(kind.shape[0] + (1 if exact else 0)):
+        t_next = time[a] if a < kind.shape[0] else t1  # exact: a last pseudo-action closes the window
+        if t_next > t:
+            if not exact:
+                advance(K, t_next - t, E, P, meta, x, y, r, use_r)
+            else:
+                if t < t0:  # before the window
+                    te = min(t0, t_next)
+                    advance(K, te - t, E, P, meta, x, y, r, use_r)
+                    t = te
+                if t < t_next and t < t1:  # inside the window
+                    te = min(t1, t_next)
+                    gap(K, knorm, t, te - t, x, r, use_r, out_state, f, level, m, cE, cP, cQ, keys, kry, work)
+                    t = te
+                if t < t_next:  # after the window
+                    advance(K, t_next - t, E, P, meta, x, y, r, use_r)
+            t = t_next
+        if not trough_done and t >= t_trough:
+            for o in range(n_out):
+                m[o, TROUGH] = f[o] * x[out_state[o]]
+            trough_done = True
+        if a == kind.shape[0]:
+            break
         k = kind[a]
         c = cmt[a]
         v = value[a]
@@ -234,7 +269,7 @@ def walk(K, n_dyn, kind, time, cmt, value, aux, grid_step, dose_scale, states, o
                 if row < curves.shape[0]:
                     for o in range(n_out):
                         curves[row, o] = f[o] * x[out_state[o]]
-            if g < w0 or g > w1:
+            if exact or g < w0 or g > w1:
                 continue
             for o in range(n_out):
                 cc = f[o] * x[out_state[o]]
@@ -265,7 +300,7 @@ def walk(K, n_dyn, kind, time, cmt, value, aux, grid_step, dose_scale, states, o
         if code != OK:
             return code
         use_r = rates_active(r)
-    span = prev_t - t_first
+    span = t1 - t0 if exact else prev_t - t_first
     for o in range(n_out):
         m[o, CAVG] = m[o, AUC] / span if span > 0.0 else np.nan
         m[o, PCT_ABOVE] = 100.0 * m[o, TIME_ABOVE] / span if span > 0.0 else np.nan
@@ -283,7 +318,7 @@ def run_subject(K, n_dyn, kind, time, cmt, value, aux, grid_step, out):
     no_f = np.empty(0)
     zero = no_out.shape[0]  # 0 as a value: literal ints would compile a second walk (Literal[int] types)
     return walk(K, n_dyn, kind, time, cmt, value, aux, grid_step, 1.0, out, no_out, no_f, zero, zero - 1, zero - 1,
-                no_f, zero, np.empty((0, 0)), np.empty((0, N_METRICS)))
+                no_f, zero, np.empty((0, 0)), np.empty((0, N_METRICS)), no_f)
 
 
 @njit(cache=True, nogil=True, parallel=True)

@@ -1,0 +1,355 @@
+"""Exact grid-free metrics (``csfpk._kernels.exposure``, issue 12 item 1) against a brute-force reference.
+
+The reference (``reference`` below) is deliberately naive: the solution sampled every 1e-4 h with
+scipy.linalg.expm (events on a 0.1 h lattice, so every sample between events is exact), Cmax from
+the largest sample refined by the parabola through its neighbours, AUC by Simpson's rule per 0.1 h
+segment, time above target by linear interpolation between samples. Its errors, and so the
+tolerances:
+
+* AUC: Simpson's error is δ⁴/180·max|C⁗| per unit time, < 1e-14 relative here → 1e-8 relative.
+* Cmax: the parabola's error is O(δ³·C‴) ≈ 1e-12 relative → 1e-8 relative.
+* time above: linear interpolation places a transversal crossing within δ²·|C″/C′| ≪ 1e-6 h, but a
+  near-tangent crossing (target at a peak) only within δ = 1e-4 h; windows here have at most ~12
+  crossings → 2e-3 h absolute.
+* Tmax: defined by the value: the exact curve at the kernel's Tmax equals Cmax to 1e-8 relative,
+  and where the reference peak is unique the times agree within 1e-3 h (a peak's time is
+  ill-conditioned: C′ = 0 there, so a relative value error ε moves it by √(2ε·C/|C″|)).
+"""
+
+import numpy as np
+import pytest
+import scipy.linalg
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import csfpk
+from csfpk._kernels.codes import AUC, BOLUS, CMAX, N_METRICS, OBS, RATE, SS_CONST, TIME_ABOVE, TMAX, TROUGH
+
+DELTA = 1e-4  # reference spacing, h
+LATTICE = 0.1  # events and window ends are multiples of this, h
+J = int(round(LATTICE / DELTA))
+
+
+def run_exact(K, n_dyn, events, out_state, f, target, w0, w1, t_trough):
+    """The population kernel for one subject with exact metrics: metrics[o, slot] and status."""
+    from csfpk._kernels.batch import run_metrics
+
+    acts = sorted(events, key=lambda e: e[0]) + [(w1, OBS, 0, 0.0)]
+    acts.sort(key=lambda e: (e[0], e[1] != OBS))  # a sample at an event time comes first (pre-event)
+    kind = np.array([a[1] for a in acts], dtype=np.int64)
+    time = np.array([a[0] for a in acts], dtype=float)
+    cmt = np.array([a[2] for a in acts], dtype=np.int64)
+    value = np.array([a[3] for a in acts], dtype=float)
+    aux = np.zeros((len(acts), 3))
+    n_out = len(out_state)
+    m = np.empty((1, n_out, N_METRICS))
+    status = np.zeros(1, dtype=np.int64)
+    run_metrics(K[None].copy(), np.int64(n_dyn), kind, time, cmt, value, aux, 0.0, np.ones(1),
+                np.asarray(out_state, dtype=np.int64), np.asarray(f, dtype=float)[None].copy(), np.int64(1),
+                np.int64(0), np.int64(0), np.asarray(target, dtype=float), np.int64(0), np.zeros((1, 0, n_out)), m,
+                status, np.array([w0, w1, t_trough]))
+    return m[0], int(status[0])
+
+
+def state_at(K, events, t):
+    """Brute force: the state at time t (right-continuous), event by event with scipy.linalg.expm."""
+    n = K.shape[0]
+    x = np.zeros(n)
+    r = np.zeros(n)
+    now = 0.0
+    for te, kind, c, v in sorted(events, key=lambda e: e[0]) + [(t, -1, 0, 0.0)]:
+        if te > t:
+            te = t
+        if te > now:
+            M = np.zeros((2 * n, 2 * n))
+            M[:n, :n] = K * (te - now)
+            M[:n, n:] = np.eye(n) * (te - now)
+            X = scipy.linalg.expm(M)
+            x = X[:n, :n] @ x + X[:n, n:] @ r
+            now = te
+        if kind == BOLUS and te <= t:
+            x[c] += v
+        elif kind == RATE and te <= t:
+            r[c] += v
+        if te >= t:
+            break
+    return x
+
+
+def reference(K, events, out_state, f, target, w0, w1, t_trough):
+    """Brute-force metrics (module docstring): samples every DELTA h on [w0, w1]."""
+    n = K.shape[0]
+    steps = np.arange(J + 1) * DELTA
+    M = np.zeros((J + 1, 2 * n, 2 * n))
+    M[:, :n, :n] = K[None] * steps[:, None, None]
+    M[:, :n, n:] = np.eye(n)[None] * steps[:, None, None]
+    X = scipy.linalg.expm(M)
+    Es, Ps = X[:, :n, :n], X[:, :n, n:]
+    x = np.zeros(n)
+    r = np.zeros(n)
+    evs = sorted(events, key=lambda e: e[0])
+    k_end = int(round(w1 / LATTICE))
+    out_state = np.asarray(out_state)
+    f = np.asarray(f)
+    level = np.asarray(target) * (1 - 1e-10)
+    segs, trough = [], None
+    for k in range(k_end):
+        tk = k * LATTICE
+        if trough is None and tk >= t_trough - 1e-9:
+            trough = f * x[out_state]
+        for te, kind, c, v in evs:
+            if abs(te - tk) < 1e-9:
+                if kind == BOLUS:
+                    x[c] += v
+                else:
+                    r[c] += v
+        xs = Es @ x + Ps @ r  # (J + 1, n)
+        if tk >= w0 - 1e-9:
+            segs.append((tk, f[None] * xs[:, out_state]))
+        x = xs[-1]
+    if trough is None:
+        trough = f * x[out_state]
+    auc = sum((DELTA / 3) * (C[0] + 4 * C[1:-1:2].sum(0) + 2 * C[2:-1:2].sum(0) + C[-1]) for _, C in segs)
+    above = np.zeros(len(out_state))
+    for _, C in segs:
+        c0, c1 = C[:-1], C[1:]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            part = np.where((c0 >= level) & (c1 >= level), DELTA,
+                            np.where(c0 >= level, DELTA * (c0 - level) / (c0 - c1),
+                                     np.where(c1 >= level, DELTA * (c1 - level) / (c1 - c0), 0.0)))
+        above += part.sum(0)
+    allC = np.concatenate([C for _, C in segs])
+    allt = np.concatenate([tk + steps for tk, _ in segs])
+    cmax, tmax, unique = np.empty(len(out_state)), np.empty(len(out_state)), np.empty(len(out_state), bool)
+    for o in range(len(out_state)):
+        c = allC[:, o]
+        g = int(np.argmax(c))
+        cmax[o], tmax[o] = c[g], allt[g]
+        if 0 < g < len(c) - 1 and c[g - 1] < c[g] and c[g + 1] <= c[g] and abs(allt[g + 1] - allt[g] - DELTA) < 1e-9 \
+                and abs(allt[g] - allt[g - 1] - DELTA) < 1e-9:  # not at an event (samples repeat its time)
+            a, b, d = c[g - 1], c[g], c[g + 1]
+            den = a - 2 * b + d
+            if den < 0:
+                s = 0.5 * (a - d) / den
+                cmax[o] = b - 0.25 * (a - d) * s
+                tmax[o] = allt[g] + s * DELTA
+        far = np.abs(allt - tmax[o]) > 0.5
+        unique[o] = not far.any() or c[far].max() < cmax[o] * (1 - 1e-6)
+    return {"auc": auc, "cmax": cmax, "tmax": tmax, "trough": trough, "time_above": above, "unique": unique}
+
+
+# ----------------------------------------------------------------------------- random linear models
+@st.composite
+def cases(draw):
+    """A random linear model — depot, 0–2 transit compartments (same rate as ka: a Jordan block),
+    central, 0–2 peripherals, CSF, sink — a random regimen and window, and targets."""
+    rate = st.floats(0.02, 3.0)
+    n_tr = draw(st.integers(0, 2))
+    n_per = draw(st.integers(0, 2))
+    names = ["depot"] + [f"tr{i}" for i in range(n_tr)] + ["central"] + [f"p{i}" for i in range(n_per)] + ["csf", "sink"]
+    ix = {s: i for i, s in enumerate(names)}
+    n = len(names)
+    K = np.zeros((n, n))
+
+    def flow(a, b, k):
+        K[ix[b], ix[a]] += k
+        K[ix[a], ix[a]] -= k
+
+    ka = draw(rate)
+    chain = ["depot"] + [f"tr{i}" for i in range(n_tr)] + ["central"]
+    for a, b in zip(chain[:-1], chain[1:]):
+        flow(a, b, ka)
+    flow("central", "sink", draw(st.floats(0.01, 1.0)))
+    for i in range(n_per):
+        flow("central", f"p{i}", draw(rate))
+        flow(f"p{i}", "central", draw(rate))
+    flow("central", "csf", draw(st.floats(1e-3, 0.2)))
+    flow("csf", "central", draw(st.floats(0.05, 3.0)))
+    ii = draw(st.sampled_from([6.0, 8.0, 12.0]))
+    n_doses = draw(st.integers(1, 3))
+    route = draw(st.sampled_from(["bolus", "infusion", "oral", "it"]))
+    amt = draw(st.floats(1.0, 500.0))
+    lag = draw(st.sampled_from([0.0, 0.3, 1.2])) if route == "oral" else 0.0
+    dur = draw(st.sampled_from([0.5, 1.0, 2.5]))
+    events, doses = [], []
+    for d in range(n_doses):
+        t = round(d * ii + lag, 6)
+        doses.append(t)
+        if route == "infusion":
+            events += [(t, RATE, ix["central"], amt / dur), (round(t + dur, 6), RATE, ix["central"], -amt / dur)]
+        else:
+            c = {"bolus": "central", "oral": "depot", "it": "csf"}[route]
+            events.append((t, BOLUS, ix[c], amt))
+    w1 = round(min(n_doses * ii + 6.0, 30.0), 6)
+    w0 = draw(st.sampled_from([0.0, 0.0, 2.0, 5.3]))
+    dosed = [t for t in doses if w0 < t <= w1]
+    t_trough = max(dosed) if dosed else w1
+    out_state = [ix["central"], ix["csf"]]
+    f = [1.0 / draw(st.floats(5.0, 200.0)), 1.0 / 0.14]
+    u = [draw(st.floats(0.02, 1.3)) for _ in out_state]
+    return K, n - 1, events, out_state, f, u, w0, w1, t_trough
+
+
+@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(cases())
+def test_exact_metrics_equal_brute_force_reference(case):
+    K, n_dyn, events, out_state, f, u, w0, w1, t_trough = case
+    # targets as fractions of the reference peak (drawn on the reference, not on the code under test)
+    probe = reference(K, events, out_state, f, [np.inf] * len(f), w0, w1, t_trough)
+    target = [ui * c for ui, c in zip(u, probe["cmax"])]
+    ref = reference(K, events, out_state, f, target, w0, w1, t_trough)
+    m, status = run_exact(K, n_dyn, events, out_state, f, target, w0, w1, t_trough)
+    assert status == 0
+    np.testing.assert_allclose(m[:, AUC], ref["auc"], rtol=1e-8)
+    np.testing.assert_allclose(m[:, CMAX], ref["cmax"], rtol=1e-8)
+    np.testing.assert_allclose(m[:, TROUGH], ref["trough"], rtol=1e-8, atol=1e-300)
+    np.testing.assert_allclose(m[:, TIME_ABOVE], ref["time_above"], rtol=0, atol=2e-3)
+    for o in range(len(out_state)):
+        c_at = f[o] * state_at(K, events, m[o, TMAX])[out_state[o]]
+        assert c_at == pytest.approx(m[o, CMAX], rel=1e-8)
+        if ref["unique"][o]:
+            assert m[o, TMAX] == pytest.approx(ref["tmax"][o], abs=1e-3)
+
+
+# ----------------------------------------------------------------------------- closed forms
+def one_compartment_oral(ka, k, V):
+    """depot → central → sink, outputs central/V (Bateman)."""
+    K = np.array([[-ka, 0, 0], [ka, -k, 0], [0, k, 0.0]])
+    return K
+
+
+def bateman(t, D, ka, k, V):
+    return D / V * ka / (ka - k) * (np.exp(-k * t) - np.exp(-ka * t))
+
+
+def test_cmax_tmax_auc_of_a_single_oral_dose_equal_the_closed_forms():
+    ka, k, V, D = 1.3, 0.11, 40.0, 100.0
+    K = one_compartment_oral(ka, k, V)
+    tmax = np.log(ka / k) / (ka - k)
+    cmax = bateman(tmax, D, ka, k, V)
+    w1 = 48.0
+    auc = D / V * ka / (ka - k) * ((1 - np.exp(-k * w1)) / k - (1 - np.exp(-ka * w1)) / ka)
+    m, status = run_exact(K, 2, [(0.0, BOLUS, 0, D)], [1], [1 / V], [np.inf], 0.0, w1, w1)
+    assert status == 0
+    assert m[0, CMAX] == pytest.approx(cmax, rel=1e-12)
+    assert m[0, TMAX] == pytest.approx(tmax, abs=1e-6)
+    assert m[0, AUC] == pytest.approx(auc, rel=1e-12)
+    assert m[0, TROUGH] == pytest.approx(bateman(w1, D, ka, k, V), rel=1e-10)
+
+
+def test_flip_flop_degenerate_ka_equal_k():
+    """ka = k: K is defective (a Jordan block); C = D/V·k·t·e^(−kt), Cmax at t = 1/k."""
+    k, V, D = 0.4, 20.0, 50.0
+    m, status = run_exact(one_compartment_oral(k, k, V), 2, [(0.0, BOLUS, 0, D)], [1], [1 / V], [np.inf], 0.0, 24.0,
+                          24.0)
+    assert status == 0
+    assert m[0, TMAX] == pytest.approx(1 / k, abs=1e-6)
+    assert m[0, CMAX] == pytest.approx(D / V * np.exp(-1.0), rel=1e-12)
+    assert m[0, AUC] == pytest.approx(D / V / k * (1 - np.exp(-k * 24) * (1 + k * 24)), rel=1e-12)
+
+
+def test_target_touched_at_the_peak_and_crossed_just_below_it():
+    from scipy.optimize import brentq
+
+    ka, k, V, D = 1.3, 0.11, 40.0, 100.0
+    K = one_compartment_oral(ka, k, V)
+    tmax = np.log(ka / k) / (ka - k)
+    cmax = bateman(tmax, D, ka, k, V)
+    # touched exactly: the measure of {C ≥ Cmax} is zero (the 1e-10 tolerance leaves ≤ ~1e-4 h)
+    m, _ = run_exact(K, 2, [(0.0, BOLUS, 0, D)], [1], [1 / V], [cmax], 0.0, 48.0, 48.0)
+    assert 0.0 <= m[0, TIME_ABOVE] < 1e-4
+    # just below the peak: two transversal crossings, located to machine precision
+    T = cmax * (1 - 1e-3)
+    g = lambda t: bateman(t, D, ka, k, V) - T  # noqa: E731
+    length = brentq(g, tmax, 48.0, xtol=1e-14) - brentq(g, 0.0, tmax, xtol=1e-14)
+    m, _ = run_exact(K, 2, [(0.0, BOLUS, 0, D)], [1], [1 / V], [T * (1 + 1e-10)], 0.0, 48.0, 48.0)
+    assert m[0, TIME_ABOVE] == pytest.approx(length, abs=1e-9)
+    # above the peak: never
+    m, _ = run_exact(K, 2, [(0.0, BOLUS, 0, D)], [1], [1 / V], [cmax * (1 + 1e-6)], 0.0, 48.0, 48.0)
+    assert m[0, TIME_ABOVE] == 0.0
+
+
+def test_curve_flat_at_the_target_counts_as_above():
+    """A constant infusion at steady state (SS_CONST) equal to the target: C ≡ T for the whole window."""
+    k, V, R = 0.2, 10.0, 3.0
+    K = np.array([[-k, 0.0], [k, 0.0]])
+    css = R / (k * V)
+    events = [(0.0, SS_CONST, 0, R), (0.0, RATE, 0, R)]
+    for T, expected in ((css, 24.0), (css * (1 + 1e-6), 0.0)):
+        m, status = run_exact(K, 1, events, [0], [1 / V], [T], 0.0, 24.0, 24.0)
+        assert status == 0
+        assert m[0, TIME_ABOVE] == pytest.approx(expected, abs=1e-12)  # a sum of sub-step pieces
+        assert m[0, CMAX] == pytest.approx(css, rel=1e-13)
+        assert m[0, AUC] == pytest.approx(css * 24.0, rel=1e-12)
+
+
+def test_bolus_peak_right_after_the_dose_and_dose_at_window_end():
+    """Right-continuity: a bolus at t0 gives Cmax = D/V at t0; a bolus at w1 does not count, but its
+    pre-dose value is the trough."""
+    k, V, D = 0.3, 5.0, 10.0
+    K = np.array([[-k, 0.0], [k, 0.0]])
+    events = [(0.0, BOLUS, 0, D), (12.0, BOLUS, 0, D)]
+    m, _ = run_exact(K, 1, events, [0], [1 / V], [np.inf], 0.0, 12.0, 12.0)
+    assert m[0, CMAX] == pytest.approx(D / V, rel=1e-14) and m[0, TMAX] == 0.0
+    assert m[0, TROUGH] == pytest.approx(D / V * np.exp(-k * 12), rel=1e-12)
+    assert m[0, AUC] == pytest.approx(D / V * (1 - np.exp(-k * 12)) / k, rel=1e-12)
+
+
+# ----------------------------------------------------------------------------- through the batch runner
+def _scenarios(mode, n=60, dt=1.0):
+    drug = csfpk.load_drug("erlotinib")
+    pop = csfpk.Population(n=n, seed=3, iiv={"CL": 0.3, "V1": 0.3, "ka": 0.5}, penetration="range")
+    from csfpk.scenario import Scenario
+
+    return [Scenario(drug, csfpk.Regimen.every(amt=150, ii=24, n=4), pop, t_end=96.0, dt=dt, regimen_name="qd",
+                     metrics=mode, window=(24.0, 96.0), target_nM=60.0)]
+
+
+def test_exact_is_the_limit_of_grid_metrics():
+    from csfpk.batch import run
+
+    exact = run(_scenarios("exact"), progress=False).metrics
+    fine = run(_scenarios("grid", dt=0.002), progress=False).metrics
+    coarse = run(_scenarios("grid", dt=1.0), progress=False).metrics
+    for o in ("plasma", "csf"):
+        np.testing.assert_allclose(exact[f"{o}_auc"], fine[f"{o}_auc"], rtol=1e-6)
+        np.testing.assert_allclose(exact[f"{o}_cmax"], fine[f"{o}_cmax"], rtol=1e-6)
+        # both exact at the same instant; the grid run rounds over 36 000 steps
+        np.testing.assert_allclose(exact[f"{o}_trough"], fine[f"{o}_trough"], rtol=1e-10)
+        np.testing.assert_allclose(exact[f"{o}_time_above"], fine[f"{o}_time_above"], atol=2e-3)
+        assert (exact[f"{o}_cmax"] >= coarse[f"{o}_cmax"] * (1 - 1e-12)).all()  # the grid misses the peak
+
+
+def test_same_numbers_for_threads_and_chunk_sizes():
+    import numba
+    import pandas as pd
+
+    from csfpk.batch import run
+
+    ref = run(_scenarios("exact", n=200), chunk=1000, progress=False).metrics
+    before = numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)
+        one = run(_scenarios("exact", n=200), chunk=37, progress=False).metrics
+    finally:
+        numba.set_num_threads(before)
+    pd.testing.assert_frame_equal(ref, one, check_exact=True)
+
+
+def test_manifest_records_the_metrics_mode(tmp_path):
+    import json
+
+    from csfpk.batch import run
+    from csfpk.runfolder import metrics_mode
+
+    for mode in ("exact", "grid"):
+        run(_scenarios(mode, n=10), tmp_path / mode, progress=False)
+        man = json.loads((tmp_path / mode / "manifest.json").read_text())
+        assert [metrics_mode(r) for r in man["scenarios"]] == [mode]
+
+
+def test_bad_metrics_mode_names_the_field():
+    from csfpk.errors import ParameterError
+
+    with pytest.raises(ParameterError, match=r"metrics = 'nca' is not allowed; expected 'exact' or 'grid'"):
+        _scenarios("nca")
