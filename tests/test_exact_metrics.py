@@ -312,12 +312,12 @@ def test_exact_is_the_limit_of_grid_metrics():
     fine = run(_scenarios("grid", dt=0.002), progress=False).metrics
     coarse = run(_scenarios("grid", dt=1.0), progress=False).metrics
     for o in ("plasma", "csf"):
-        np.testing.assert_allclose(exact[f"{o}_auc"], fine[f"{o}_auc"], rtol=1e-6)
-        np.testing.assert_allclose(exact[f"{o}_cmax"], fine[f"{o}_cmax"], rtol=1e-6)
+        np.testing.assert_allclose(exact[f"{o}_auc_win"], fine[f"{o}_auc_win"], rtol=1e-6)
+        np.testing.assert_allclose(exact[f"{o}_cmax_win"], fine[f"{o}_cmax_win"], rtol=1e-6)
         # both exact at the same instant; the grid run rounds over 36 000 steps
-        np.testing.assert_allclose(exact[f"{o}_trough"], fine[f"{o}_trough"], rtol=1e-10)
-        np.testing.assert_allclose(exact[f"{o}_time_above"], fine[f"{o}_time_above"], atol=2e-3)
-        assert (exact[f"{o}_cmax"] >= coarse[f"{o}_cmax"] * (1 - 1e-12)).all()  # the grid misses the peak
+        np.testing.assert_allclose(exact[f"{o}_trough_win"], fine[f"{o}_trough_win"], rtol=1e-10)
+        np.testing.assert_allclose(exact[f"{o}_time_above_win"], fine[f"{o}_time_above_win"], atol=2e-3)
+        assert (exact[f"{o}_cmax_win"] >= coarse[f"{o}_cmax_win"] * (1 - 1e-12)).all()  # the grid misses the peak
 
 
 def test_same_numbers_for_threads_and_chunk_sizes():

@@ -189,12 +189,13 @@ def _above(cf, a, b, pa, pb, level):
     """Length of {τ ∈ [a, b] : P(τ) ≥ level} for P monotone on [a, b], ends pa, pb."""
     ha = pa >= level
     hb = pb >= level
+    level_root = cf.shape[0] < 0  # False as a value: a literal bool would compile a second _root (Literal[bool])
     if ha and hb:
         return b - a
     if ha:
-        return _root(cf, a, b, level, False) - a
+        return _root(cf, a, b, level, level_root) - a
     if hb:
-        return b - _root(cf, a, b, level, False)
+        return b - _root(cf, a, b, level, level_root)
     return 0.0
 
 
@@ -298,7 +299,7 @@ def gap(K, knorm, t_start, h, x, r, use_r, out_state, f, level, m, E, P, Q, keys
                 pb = c1 if q == SAMPLES else _poly(cf, tb)
                 db = d1 if q == SAMPLES else _dpoly(cf, tb)
                 if (da > 0.0 and db < 0.0) or (da < 0.0 and db > 0.0):
-                    te = _root(cf, ta, tb, 0.0, True)
+                    te = _root(cf, ta, tb, 0.0, cf.shape[0] > 0)  # True as a value, not a literal (see _above)
                     pe = _poly(cf, te)
                     if da > 0.0 and pe > m[o, CMAX]:
                         m[o, CMAX] = pe
