@@ -68,7 +68,7 @@ def main(argv=None):
             s = res.summary.iloc[0]
             print(f"n = {n:>9,} {mode:>5}: {wall:7.1f} s wall, {n / wall:>9,.0f} subjects/s, peak RSS {rss:,.0f} MB "
                   f"(process max so far); medians: CSF Cavg,ss {s['csf_cavg_ss_median']:.4f} nM, plasma Cmax,ss "
-                  f"{s['plasma_cmax_ss_median']:.2f} nM, CSF Cmax {s['csf_cmax_ss_median']:.4f} nM")
+                  f"{s['plasma_cmax_ss_median']:.2f} nM, CSF Cmax,ss {s['csf_cmax_ss_median']:.4f} nM")
         if len(args.metrics) == 2:
             print(f"n = {n:>9,}: exact/grid wall-time ratio {walls[n, 'exact'] / walls[n, 'grid']:.2f}")
     if not args.keep:
