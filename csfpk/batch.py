@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import metrics, plot
+from ._kernels.codes import N_METRICS
 from .errors import CsfpkError, ParameterError
 from .model import VARYING
 from .population import Population, build_rate_matrices
@@ -136,7 +137,7 @@ def run_chunk(scn: Scenario, start, stop, curves=False, prep=None):
     A subject whose simulation fails (non-finite parameters, kernel status ≠ 0) keeps its row with
     its ``status`` and NaN metrics.
     """
-    from ._kernels.batch import N_METRICS, run_metrics
+    from ._kernels.batch import run_metrics
 
     prep = prep or prepare(scn, curves)
     params = scn.population.sample(scn.drug, start, stop, scn.physiology)

@@ -53,7 +53,6 @@ CSF_SPECS = {
 # covariate name -> (keyword of Drug.for_subject, unit as written in [covariates] entries)
 COVARIATES = {"weight": ("weight_kg", "kg"), "bsa": ("bsa_m2", "m2"), "crcl": ("crcl_mL_min", "mL/min")}
 COVARIATE_FORMS = ("power", "linear", "exponential")
-_COVARIATE_FIELDS = ("model", "coefficient", "reference", "unit", "source", "note")
 BASES = ("total", "unbound")
 SITES = ("lumbar", "ventricular", "cisternal")
 

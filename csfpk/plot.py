@@ -929,10 +929,18 @@ def fit_observed_vs_predicted(fit, *, units="nM", ax=None):
         if len(b):
             ax.plot(conv(b.predicted_mg_L), conv(b.lloq_mg_L), "v", color=PALETTE[i % len(PALETTE)], ms=4, mfc="none",
                     label=f"{_LABELS.get(name, name)} BLQ (at LLOQ)")
-    vals = conv(r.predicted_mg_L.to_numpy())
-    obs = conv(r.observed_mg_L.to_numpy())
-    allv = [v for v in list(vals) + list(obs) if v == v and v > 0]
-    lo, hi = min(allv) / 3, max(allv) * 3
+    values = list(conv(r.predicted_mg_L.to_numpy())) + list(conv(r.observed_mg_L.to_numpy()))
+    fold_axes(ax, values, f"({units})")
+    ax.legend(loc="upper left", frameon=False, fontsize=_FONT - 1)
+    return fig
+
+
+def fold_axes(ax, values, label):
+    """Log–log predicted-vs-observed axes: the line of identity (gid ``"identity"``) and the 2-fold band
+    (dashed, gid ``"twofold"``) over the positive finite ``values`` (both axes, widened 3-fold each way),
+    axis labels ``predicted <label>`` / ``observed <label>``."""
+    finite = [v for v in values if v == v and 0 < v < math.inf]
+    lo, hi = min(finite) / 3, max(finite) * 3
     ax.plot([lo, hi], [lo, hi], color="0.2", lw=0.9, gid="identity")
     for f in (0.5, 2.0):
         ax.plot([lo, hi], [lo * f, hi * f], color="0.5", lw=0.8, ls="--", gid="twofold")
@@ -940,11 +948,9 @@ def fit_observed_vs_predicted(fit, *, units="nM", ax=None):
     ax.set_yscale("log")
     ax.set_xlim(lo, hi)
     ax.set_ylim(lo, hi)
-    ax.set_xlabel(f"predicted ({units})", fontsize=9)
-    ax.set_ylabel(f"observed ({units})", fontsize=9)
+    ax.set_xlabel(f"predicted {label}", fontsize=9)
+    ax.set_ylabel(f"observed {label}", fontsize=9)
     _tidy(ax)
-    ax.legend(loc="upper left", frameon=False, fontsize=_FONT - 1)
-    return fig
 
 
 def fit_residuals(fit, *, ax=None):

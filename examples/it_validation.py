@@ -20,6 +20,7 @@ Run: ``python examples/it_validation.py [--out DIR] [--refit]``
 import argparse
 import os
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
@@ -59,7 +60,6 @@ def table():
 
 
 def figure(tab):
-    plt = plot._plt()
     fig, axes = plt.subplots(1, 2, figsize=(plot.DOUBLE_COLUMN_IN, 3.4), layout="constrained",
                              gridspec_kw={"width_ratios": [1.6, 1]})
     for ax, is_time, label in ((axes[0], False, "concentration (µM)"), (axes[1], True, "time (h)")):
@@ -72,19 +72,8 @@ def figure(tab):
                 for _, r in q.iterrows():
                     ax.annotate(r.row_id.split("-")[1], (r.predicted, r.observed), xytext=(3, 2), fontsize=5,
                                 textcoords="offset points", color="0.3")
-        vals = np.concatenate([sub.predicted, sub.observed])
-        lo, hi = vals.min() / 3, vals.max() * 3
-        ax.plot([lo, hi], [lo, hi], color="0.2", lw=0.9)
-        for f in (0.5, 2):
-            ax.plot([lo, hi], [lo * f, hi * f], color="0.5", lw=0.8, ls="--")
-        ax.set_xscale("log")
-        ax.set_yscale("log")
-        ax.set_xlim(lo, hi)
-        ax.set_ylim(lo, hi)
-        ax.set_xlabel(f"predicted {label}", fontsize=9)
-        ax.set_ylabel(f"observed {label}", fontsize=9)
+        plot.fold_axes(ax, np.concatenate([sub.predicted, sub.observed]), label)
         ax.set_title("concentrations" if not is_time else "half-lives and tmax", fontsize=9)
-        plot._tidy(ax)
     for ax in axes:
         ax.legend(loc="upper left", frameon=False, fontsize=7)
     fig.suptitle("Intrathecal observation set: filled = fit rows, open = check rows; dashed = 2-fold", fontsize=9)

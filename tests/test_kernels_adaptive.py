@@ -9,7 +9,7 @@ from scipy.integrate import solve_ivp
 
 from csfpk._kernels import codes
 from csfpk._kernels.dopri5 import dopri5_segment
-from csfpk._kernels.rhs import (
+from csfpk._kernels.codes import (
     NL_CENTRAL,
     NL_DCL,
     NL_KIND,

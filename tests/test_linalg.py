@@ -126,3 +126,15 @@ def test_expm_general_and_propagators():
 def test_expm_nonfinite_gives_nan():
     A = np.array([[np.nan, 0.0], [0.0, 1.0]])
     assert np.isnan(expm(A)).any()
+
+
+@pytest.mark.parametrize("n", [1, 3, 7])
+def test_matvec_and_norm1_match_numpy(n):
+    rng = np.random.default_rng(n)
+    A, x, b = rng.normal(size=(n, n)), rng.normal(size=n), rng.normal(size=n)
+    y = np.empty(n)
+    linalg.matvec(A, x, y)
+    np.testing.assert_allclose(y, A @ x, rtol=1e-13, atol=1e-14)
+    linalg.matvec_add(A, x, b, y)
+    np.testing.assert_allclose(y, b + A @ x, rtol=1e-13, atol=1e-14)
+    assert linalg.norm1(A) == pytest.approx(np.linalg.norm(A, 1), rel=1e-14)

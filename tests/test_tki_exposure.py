@@ -212,7 +212,7 @@ def _radau_with_uptake(model, regimen, times):
     from scipy.integrate import solve_ivp
 
     from csfpk._kernels.codes import BOLUS
-    from csfpk._kernels.rhs import NL_ASAT, NL_CENTRAL, NL_CSF, NL_KIN
+    from csfpk._kernels.codes import NL_ASAT, NL_CENTRAL, NL_CSF, NL_KIN
     from csfpk.schedule import build_timeline
 
     c, q, kin, asat = int(model.nl[NL_CENTRAL]), int(model.nl[NL_CSF]), model.nl[NL_KIN], model.nl[NL_ASAT]

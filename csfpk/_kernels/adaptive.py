@@ -17,7 +17,7 @@ layer refuses them before calling).
 import numpy as np
 from numba import njit, prange
 
-from .codes import BOLUS, DOPRI5, NONFINITE, OBS, OK, RATE, RESET, RODAS, UNSUPPORTED  # noqa: F401 (RODAS: API)
+from .codes import BOLUS, DOPRI5, NONFINITE, OBS, OK, RATE, RESET, UNSUPPORTED
 from .dopri5 import dopri5_segment
 from .exact import apply_simple
 from .rosenbrock import rodas_segment

@@ -15,7 +15,6 @@ the exact grid-free ones of ``exposure.gap`` over [t0, t1] instead of the grid's
 import numpy as np
 from numba import njit, prange
 
-from .codes import N_METRICS  # noqa: F401 (the metric count, read by the Python layer from here)
 from .exact import walk
 
 

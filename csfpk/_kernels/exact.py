@@ -26,8 +26,8 @@ from numba import njit, prange
 from .codes import (AUC, BOLUS, CAVG, CMAX, INF_PART, N_METRICS, NONFINITE, OBS, OK, PCT_ABOVE, RATE, RESET, SINGULAR,
                     SS_CONST, SS_TRAIN, TIME_ABOVE, TMAX, TROUGH)
 from .expm import expm, propagators
-from .exposure import AT_TARGET_RTOL, gap, new_cache, norm1
-from .linalg import lu_det, lu_factor, lu_solve
+from .exposure import AT_TARGET_RTOL, gap, new_cache
+from .linalg import lu_det, lu_factor, lu_solve, norm1
 
 
 @njit(cache=True, nogil=True)

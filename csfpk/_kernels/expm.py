@@ -14,7 +14,7 @@ blocks are E(h) and Φ(h). Φ(h)·r is the state an infusion r (mg/h) adds over 
 import numpy as np
 from numba import njit
 
-from .linalg import lu_factor, lu_solve_matrix, matmul
+from .linalg import lu_factor, lu_solve_matrix, matmul, norm1
 
 _B = np.array([64764752532480000.0, 32382376266240000.0, 7771770303897600.0, 1187353796428800.0,
                129060195264000.0, 10559470521600.0, 670442572800.0, 33522128640.0, 1323241920.0,
@@ -30,12 +30,7 @@ def expm(A):
     a singular V − U (only for non-finite input) gives a NaN matrix.
     """
     n = A.shape[0]
-    norm = 0.0
-    for j in range(n):
-        s = 0.0
-        for i in range(n):
-            s += abs(A[i, j])
-        norm = max(norm, s)
+    norm = norm1(A)
     s = 0
     if norm > _THETA13:
         s = int(np.ceil(np.log2(norm / _THETA13)))

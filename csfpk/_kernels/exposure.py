@@ -69,6 +69,7 @@ from numba import njit
 
 from .codes import AUC, CMAX, TIME_ABOVE, TMAX
 from .expm import expm
+from .linalg import matvec, matvec_add
 
 RHO = 1.0  # ‖K‖₁·δ bound of a sub-step
 TAYLOR_TERMS = 20  # terms of the Taylor expansion in a flagged sub-step (1/20! ≈ 4e-19)
@@ -76,19 +77,6 @@ SAMPLES = 4  # samples of the Taylor polynomial per flagged sub-step (bracketing
 BISECTIONS = 60  # safeguarded Newton/bisection steps per root at most (bisection alone reaches 2^-60)
 SLOTS = 4  # distinct sub-step lengths cached per subject
 AT_TARGET_RTOL = 1e-10  # C ≥ T·(1 − 1e-10) counts as at or above the target
-
-
-@njit(cache=True, nogil=True)
-def norm1(K):
-    """‖K‖₁, the largest absolute column sum (1/h)."""
-    n = K.shape[0]
-    best = 0.0
-    for j in range(n):
-        s = 0.0
-        for i in range(n):
-            s += abs(K[i, j])
-        best = max(best, s)
-    return best
 
 
 @njit(cache=True, nogil=True)
@@ -214,16 +202,8 @@ def gap(K, knorm, t_start, h, x, r, use_r, out_state, f, level, m, E, P, Q, keys
     w = work[2]  # K·y + r
     u = work[3]  # K·v (d²x/dt² at the start)
     z = work[4]  # K·w
-    for i in range(n):
-        acc = r[i]
-        for j in range(n):
-            acc += K[i, j] * x[j]
-        v[i] = acc
-    for i in range(n):
-        acc = 0.0
-        for j in range(n):
-            acc += K[i, j] * v[j]
-        u[i] = acc
+    matvec_add(K, x, r, v)
+    matvec(K, v, u)
     for o in range(n_out):  # the gap's start (post-dose value) is a Cmax candidate
         c = f[o] * x[out_state[o]]
         if c > m[o, CMAX]:
@@ -247,16 +227,8 @@ def gap(K, knorm, t_start, h, x, r, use_r, out_state, f, level, m, E, P, Q, keys
                 if use_r:
                     acc += P[s, i, k] * r[k]
             y[i] = acc
-        for i in range(n):
-            acc = r[i]
-            for k in range(n):
-                acc += K[i, k] * y[k]
-            w[i] = acc
-        for i in range(n):
-            acc = 0.0
-            for k in range(n):
-                acc += K[i, k] * w[k]
-            z[i] = acc
+        matvec_add(K, y, r, w)
+        matvec(K, w, z)
         have_kry = False
         for o in range(n_out):
             i = out_state[o]

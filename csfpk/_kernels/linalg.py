@@ -15,7 +15,10 @@ Methods (Golub & Van Loan, *Matrix Computations*, 4th ed., 2013):
 * ``lu_solve`` / ``lu_solve_matrix`` — forward then back substitution (§3.1, Algorithms 3.1.1
   and 3.1.2) with the row swaps of ``lu_factor`` applied to the right-hand side(s) first;
 * ``lu_det`` — det(A) = ±Π U_kk (§3.2.1 / 3.4), the sign from the number of row swaps; used as the
-  singularity test in place of ``np.linalg.det``.
+  singularity test in place of ``np.linalg.det``;
+* ``matvec`` / ``matvec_add`` — y = A·x and y = b + A·x (the same dot-product loop);
+* ``norm1`` — ‖A‖₁, the largest absolute column sum (§2.3.2), for the scaling of ``expm`` and the
+  sub-step length of the exact metrics.
 
 All functions work in place on preallocated arrays, allocate nothing and return plain values.
 """
@@ -36,6 +39,41 @@ def matmul(A, B, C):
             for p in range(k):
                 s += A[i, p] * B[p, j]
             C[i, j] = s
+
+
+@njit(cache=True, nogil=True)
+def matvec(A, x, y):
+    """y ← A·x for A (n×n). y must not share memory with x."""
+    n = A.shape[0]
+    for i in range(n):
+        s = 0.0
+        for j in range(n):
+            s += A[i, j] * x[j]
+        y[i] = s
+
+
+@njit(cache=True, nogil=True)
+def matvec_add(A, x, b, y):
+    """y ← b + A·x for A (n×n), summed from b[i] in index order. y must not share memory with x."""
+    n = A.shape[0]
+    for i in range(n):
+        s = b[i]
+        for j in range(n):
+            s += A[i, j] * x[j]
+        y[i] = s
+
+
+@njit(cache=True, nogil=True)
+def norm1(A):
+    """‖A‖₁, the largest absolute column sum."""
+    n = A.shape[0]
+    best = 0.0
+    for j in range(A.shape[1]):
+        s = 0.0
+        for i in range(n):
+            s += abs(A[i, j])
+        best = max(best, s)
+    return best
 
 
 @njit(cache=True, nogil=True)

@@ -30,8 +30,7 @@ Pharmacometrics Syst Pharmacol 10:148; saturable uptake into CSF, as reported fo
 import numpy as np
 from numba import njit
 
-from csfpk._kernels.codes import (NL_ASAT, NL_CENTRAL, NL_CSF, NL_DCL, NL_KIN, NL_KIND, NL_KM,  # noqa: F401
-                                  NL_SINK, NL_SIZE, NL_V1, NL_VMAX)
+from csfpk._kernels.codes import NL_ASAT, NL_CENTRAL, NL_CSF, NL_DCL, NL_KIN, NL_KIND, NL_KM, NL_SINK, NL_V1, NL_VMAX
 
 
 @njit(cache=True, nogil=True)
