@@ -55,15 +55,11 @@ from .model import build_model
 from .physiology import BODY_SPECS, CSF_SPECS as PHYS_CSF_SPECS, REGIONAL_SPECS, Physiology, load_physiology
 from .regimen import Record, Regimen
 from .simulation import as_regimen, solve
+from .units import CONC_MASS_UNITS, CONC_MOLAR_UNITS, mg_per_L_per_unit
 
 PROFILE_SE = 0.5  # SE of ln θ above which the Wald interval (> e^{±0.98}, ~7-fold wide) is replaced by the profile
 _Z95 = 1.959963984540054
 _BODY_FIELD = {"weight": "weight_kg", "bsa": "bsa_m2", "crcl": "crcl_mL_min"}
-# concentration unit -> (factor to mg/L, or None if molar) and molar factor (mol/L per unit)
-_MASS_UNITS = {"mg/L": 1.0, "mg_L": 1.0, "ug/mL": 1.0, "µg/mL": 1.0, "ug_mL": 1.0, "ng/mL": 1e-3, "ng_mL": 1e-3,
-               "ug/L": 1e-3, "µg/L": 1e-3, "ug_L": 1e-3}
-_MOLAR_UNITS = {"M": 1.0, "mM": 1e-3, "uM": 1e-6, "µM": 1e-6, "umol/L": 1e-6, "µmol/L": 1e-6, "nM": 1e-9,
-                "nmol/L": 1e-9}
 
 
 # ------------------------------------------------------------------ parameter names
@@ -132,12 +128,11 @@ def apply_values(drug: Drug, physiology: Physiology, values):
 
 # ------------------------------------------------------------------ observations
 def _to_mg_L(values, unit, mw, where):
-    if unit in _MASS_UNITS:
-        return values * _MASS_UNITS[unit]
-    if unit in _MOLAR_UNITS:
-        return values * _MOLAR_UNITS[unit] * mw * 1e3
-    raise ObservationError(f"{where}: unit = {unit!r} is not allowed; expected one of "
-                           f"{sorted(_MASS_UNITS) + sorted(_MOLAR_UNITS)}")
+    factor = mg_per_L_per_unit(unit, mw)
+    if factor is None:
+        raise ObservationError(f"{where}: unit = {unit!r} is not allowed; expected one of "
+                               f"{sorted(CONC_MASS_UNITS) + sorted(CONC_MOLAR_UNITS)}")
+    return values * factor
 
 
 def read_observations(observations, molecular_weight):
@@ -317,11 +312,13 @@ class FitResult:
         drug, phys = self.drug, self.physiology
         if id is not None:
             drug, phys = apply_values(drug, phys, self._problem.covariates.get(id, {}))
-        return _predict(drug, phys, self.csf_layout, as_regimen(dosing), np.asarray(times, float),
+        return predict_mg_L(drug, phys, self.csf_layout, as_regimen(dosing), np.asarray(times, float),
                         np.full(len(times), compartment, dtype=object))
 
 
-def _predict(drug, physiology, layout, regimen, times, compartments):
+def predict_mg_L(drug, physiology, layout, regimen, times, compartments):
+    """Concentrations (mg/L) of ``compartments[i]`` at ``times[i]`` (h, any order) under ``regimen``, on the
+    exact kernel: the predictions ``fit`` compares with observations (also used by ``csfpk.observations``)."""
     model = build_model(drug, physiology, layout)
     order = np.argsort(times, kind="stable")
     t_sorted = times[order]
@@ -368,7 +365,7 @@ class _Problem:
         t, cmt = self.obs["time_h"].to_numpy(float), self.obs["compartment"].to_numpy(object)
         for i, rows in self.groups:
             d_i, p_i = apply_values(drug, phys, self.covariates.get(i, {}))
-            pred[rows] = _predict(d_i, p_i, self.layout, self.regimens[i], t[rows], cmt[rows])
+            pred[rows] = predict_mg_L(d_i, p_i, self.layout, self.regimens[i], t[rows], cmt[rows])
         self.nfev += 1
         return pred
 

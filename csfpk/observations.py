@@ -16,10 +16,10 @@ import re
 import numpy as np
 
 from .errors import ObservationError
-from .fit import _MASS_UNITS, _MOLAR_UNITS, _predict, apply_values
+from .fit import apply_values, predict_mg_L
 from .paths import params_dir
 from .regimen import Regimen
-from .units import dose_mg, hours
+from .units import dose_mg, hours, mg_per_L_per_unit
 
 COLUMNS = ("row_id", "use", "drug", "study", "route", "dose_mg", "dose_basis", "bsa_m2", "infusion_h", "n_doses",
            "ii_h", "also_given", "site", "statistic", "time_h", "time_low_h", "time_high_h", "value", "unit",
@@ -149,12 +149,10 @@ def predict(row, drug, physiology, layout="regional"):
         if row.statistic == "tmax":
             lo, hi = 0.01, 96.0
         times = t0 + np.linspace(lo, hi, 2000)
-    c = _predict(d, p, layout, reg, times, np.full(len(times), name, dtype=object))  # mg/L
+    c = predict_mg_L(d, p, layout, reg, times, np.full(len(times), name, dtype=object))  # mg/L
     if row.statistic == "tmax":
         return float(times[np.argmax(c)] - t0)
     if row.statistic == "half_life":
         return float(math.log(2) * (times[-1] - times[0]) / math.log(c[0] / c[-1]))
     value = float(c.max() if row.statistic == "cmax" else c[0])
-    if row.unit in _MASS_UNITS:
-        return value / _MASS_UNITS[row.unit]
-    return value / (_MOLAR_UNITS[row.unit] * d.molecular_weight * 1e3)
+    return value / mg_per_L_per_unit(row.unit, d.molecular_weight)

@@ -13,6 +13,7 @@ writes PNG, SVG or PDF by the file's extension.
 ``blood_course``       intrathecal arms: blood counts with the doses actually given
 ``summary_figure``     a run's CSF Cavg per regimen (the run folder's ``summary.png``)
 ``dose_exposure``      plasma and CSF Cavg/Cmax against dose, published points overlaid
+``fold_axes``          predicted-vs-observed log axes with the line of identity and the 2-fold band
 =====================  ==================================================================
 
 Defaults are meant for print: widths of a journal column (``SINGLE_COLUMN_IN`` 3.5 in,
@@ -37,7 +38,7 @@ from .paths import params_dir
 from .regimen import Regimen
 from .runresult import as_run
 from .simulation import simulate
-from .units import hours
+from .units import hours, mg_per_L_per_unit
 
 _UNITS = {"nM": ("conc_nM", "nM"), "ng/mL": ("conc_ng_mL", "ng/mL"), "mg/L": ("conc_mg_L", "mg/L")}
 # Okabe–Ito palette: distinguishable with colour-blindness and in greyscale (with line styles)
@@ -887,18 +888,17 @@ def _published_points(drug, units, ii):
     if not path.is_file():
         return []
     mw = drug.molecular_weight
-    to_mg_L = {"mg/L": 1.0, "ng/mL": 1e-3, "nM": mw / 1e6}
-    from_mg_L = {"mg/L": 1.0, "ng/mL": 1e3, "nM": 1e6 / mw}[units]
+    from_mg_L = 1.0 / mg_per_L_per_unit(units, mw)
     out = []
     with open(path, newline="") as fh:
         for row in csv.DictReader(fh):
             if (row["drug"] != drug.name or row["site"] not in _OBS_SITES or row["metric"] not in _OBS_METRICS
-                    or row["unit"] not in to_mg_L):
+                    or mg_per_L_per_unit(row["unit"], mw) is None):
                 continue
             last = row["regimen"].split(";")[-1]
             row_ii = float(last.split("@")[1].split("*")[0])
             out.append((_OBS_SITES[row["site"]], _OBS_METRICS[row["metric"]], float(row["dose_mg"]),
-                        float(row["value"]) * to_mg_L[row["unit"]] * from_mg_L, abs(row_ii - ii) < 1e-9,
+                        float(row["value"]) * mg_per_L_per_unit(row["unit"], mw) * from_mg_L, abs(row_ii - ii) < 1e-9,
                         row["citation"]))
     return out
 

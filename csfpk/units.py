@@ -150,3 +150,26 @@ def mg_per_L_to_nM(conc_mg_L, molecular_weight):
 def nM_to_mg_per_L(conc_nM, molecular_weight):
     """C[mg/L] = C[nM] × MW[g/mol] / 1e6."""
     return conc_nM * molecular_weight / 1e6
+
+
+# concentration units: factor to mg/L (mass units) or to mol/L (molar units)
+CONC_MASS_UNITS = {"mg/L": 1.0, "mg_L": 1.0, "ug/mL": 1.0, "µg/mL": 1.0, "ug_mL": 1.0, "ng/mL": 1e-3, "ng_mL": 1e-3,
+                   "ug/L": 1e-3, "µg/L": 1e-3, "ug_L": 1e-3}
+CONC_MOLAR_UNITS = {"M": 1.0, "mM": 1e-3, "uM": 1e-6, "µM": 1e-6, "umol/L": 1e-6, "µmol/L": 1e-6, "nM": 1e-9,
+                    "nmol/L": 1e-9}
+
+
+def mg_per_L_per_unit(unit, molecular_weight):
+    """How many mg/L one ``unit`` of concentration is (molar units through the molecular weight, g/mol);
+    None for a unit that is not a concentration unit.
+
+    Examples
+    --------
+    >>> mg_per_L_per_unit("ng/mL", 400.0), mg_per_L_per_unit("uM", 400.0)
+    (0.001, 0.4)
+    """
+    if unit in CONC_MASS_UNITS:
+        return CONC_MASS_UNITS[unit]
+    if unit in CONC_MOLAR_UNITS:
+        return CONC_MOLAR_UNITS[unit] * molecular_weight * 1e3
+    return None
