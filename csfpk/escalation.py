@@ -12,6 +12,10 @@ per injection up to 50 mg, and return to the previous dose level when the patien
   injection);
 * otherwise → one level up (``at_cap`` once the dose is ``cap``).
 
+With ``step_back=False`` the counts never change the dose: it rises by ``step`` at every injection
+up to ``cap`` (no step-back, no hold). A fixed dose with myelosuppression is the one-level case
+``start = cap`` (``Escalation.fixed``).
+
 The runner is interval by interval and plain Python: before each injection it simulates the PK
 (exact, linear) with the doses given so far, drives the Friberg model with the plasma curve and
 reads the grades since the previous injection. The result records the dose actually given.
@@ -22,6 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ._kernels.codes import NO_STEP_BACK_GRADE
 from .errors import ScheduleError
 from .myelosuppression import counts_along, load_myelosuppression
 from .regimen import ROUTES, Record, Regimen
@@ -48,6 +53,7 @@ class Escalation:
     route: str = "it_lumbar"
     step_back_grade: int = 3
     name: str = "escalation"
+    step_back: bool = True
 
     def __post_init__(self):
         object.__setattr__(self, "start", dose_mg(self.start, "start"))
@@ -61,7 +67,9 @@ class Escalation:
             raise ScheduleError(f"step = {self.step:g} mg is not allowed; expected > 0 mg when cap > start")
         if self.route not in ROUTES:
             raise ScheduleError(f"route = {self.route!r} is not allowed; expected one of {ROUTES}")
-        if self.step_back_grade not in (1, 2, 3, 4):
+        if not isinstance(self.step_back, bool):
+            raise ScheduleError(f"step_back = {self.step_back!r} is not allowed; expected true or false")
+        if self.step_back_grade not in (1, 2, 3, 4) or isinstance(self.step_back_grade, bool):
             raise ScheduleError(f"step_back_grade = {self.step_back_grade!r} is not allowed; expected 1, 2, 3 or 4")
         times = tuple(float(t) for t in self.times)
         if not times:
@@ -71,16 +79,38 @@ class Escalation:
         object.__setattr__(self, "times", times)
 
     @property
+    def decision_grade(self):
+        """Grade at which an episode counts as severe for the rule (``NO_STEP_BACK_GRADE`` without step-back)."""
+        return self.step_back_grade if self.step_back else NO_STEP_BACK_GRADE
+
+    @property
     def levels(self):
         """Dose levels (mg): start, start + step, …, cap."""
         n = int(np.floor((self.cap - self.start) / self.step + 1e-9)) + 1 if self.step > 0 else 1
         return tuple(min(self.start + k * self.step, self.cap) for k in range(n)) + (
             (self.cap,) if self.step > 0 and self.start + (n - 1) * self.step < self.cap - 1e-9 else ())
 
+    def schedule(self):
+        """The injection times as a ``Regimen`` at the start dose (what a scenario's ``regimen`` holds)."""
+        return Regimen(tuple(Record(time=t, evid=1, amt=self.start, cmt=self.route) for t in self.times),
+                       name=self.name)
+
+    def to_dict(self):
+        """Plain data: every field (times in h, doses in mg or per kg/m² as given)."""
+        return {"times": list(self.times), "start": self.start, "step": self.step, "cap": self.cap,
+                "route": self.route, "step_back": self.step_back, "step_back_grade": self.step_back_grade,
+                "name": self.name}
+
     @classmethod
     def from_schedule(cls, schedule: Regimen, **kwargs):
         """Injection times from a regimen's dose times (e.g. ``Regimen.phases(...)``)."""
         return cls(times=tuple(d.time for d in schedule.doses()), **kwargs)
+
+    @classmethod
+    def fixed(cls, schedule: Regimen, dose, **kwargs):
+        """The same ``dose`` at every dose time of ``schedule``, with the marrow simulated (one level, no
+        step-back): a fixed-dose regimen for the escalation kernel."""
+        return cls.from_schedule(schedule, start=dose, step=0.0, cap=dose, step_back=False, **kwargs)
 
     @classmethod
     def seed_pemetrexed(cls, route="it_lumbar", weeks=26):
@@ -148,7 +178,7 @@ def run_escalation(drug, escalation: Escalation, t_end=None, dt=0.25, *, csf_lay
         if k > 0:
             g, worst = worst_grades(tk, Regimen(tuple(records)))
             window = (g > escalation.times[k - 1]) & (g <= tk)
-            severe = worst >= escalation.step_back_grade
+            severe = worst >= escalation.decision_grade
             worst_since = int(worst[window].max()) if window.any() else 0
             # an episode "began" in the window if a severe sample follows a non-severe one there
             onset = np.flatnonzero(severe[1:] & ~severe[:-1]) + 1

@@ -103,19 +103,20 @@ def _bad_rows(params, marrow):
     for name, v in checks:
         bad = ~(np.isfinite(v) & (v > 0))
         for i in np.flatnonzero(bad & (why == "")):
-            why[i] = f"{name} = {v[i]!r} is not allowed; expected a finite value > 0"
+            why[i] = f"{name} = {float(v[i])!r} is not allowed; expected a finite value > 0"
     s = marrow["slope"]
     for i in np.flatnonzero(~(np.isfinite(s) & (s >= 0)) & (why == "")):
-        why[i] = f"slope = {s[i]!r} is not allowed; expected a finite value >= 0 L/mg"
+        why[i] = f"slope = {float(s[i])!r} is not allowed; expected a finite value >= 0 L/mg"
     if "fu" in params:
         fu = np.asarray(params["fu"], dtype=float)
         for i in np.flatnonzero((fu > 1) & (why == "")):
-            why[i] = f"fu = {fu[i]!r} is not allowed; expected a fraction in (0, 1]"
+            why[i] = f"fu = {float(fu[i])!r} is not allowed; expected a fraction in (0, 1]"
     return why
 
 
-def _checked_model(drug, escalation, physiology, csf_layout):
-    """The typical subject's model and the dosing state index, after the checks this path needs."""
+def escalation_model(drug, escalation, physiology, csf_layout):
+    """The typical subject's model and the dosing state index, after the checks this path needs (linear
+    model, route available, no lag); raises ``ParameterError``/``ScheduleError`` naming the field."""
     model = build_model(drug, physiology, csf_layout)
     if not model.linear:
         raise ParameterError(f"{drug.name}: escalation over a population needs a linear model (exact kernel); "
@@ -176,7 +177,7 @@ def run_escalation_subjects(drug, escalation: Escalation, params, marrow, *, t_e
     pd = pd or load_myelosuppression()
     if physiology is None:
         physiology = load_physiology("adult")
-    model, route = _checked_model(drug, escalation, physiology, csf_layout)
+    model, route = escalation_model(drug, escalation, physiology, csf_layout)
     S = int(np.asarray(marrow["slope"]).shape[0])
     subject = np.asarray(params.get("subject", np.arange(S)), dtype=np.int64)
     for k, v in params.items():
@@ -237,7 +238,7 @@ def run_escalation_subjects(drug, escalation: Escalation, params, marrow, *, t_e
             kernel.run_batch(np.ascontiguousarray(Ks), np.int64(central), np.ascontiguousarray(v1_all[a:b]),
                              np.int64(route), float(model.bioavailability[route]), act_time, act_kind, act_index,
                              grid_step, levels, np.ascontiguousarray(np.where(skip[a:b] == 1, 1.0, scale_all[a:b])),
-                             np.int64(escalation.step_back_grade), np.int64(substeps),
+                             np.int64(escalation.decision_grade), np.int64(substeps),
                              np.ascontiguousarray(np.where(skip[a:b, None] == 1, 1.0, circ0_all[a:b])),
                              np.ascontiguousarray(np.where(skip[a:b, None] == 1, 1.0, mtt_all[a:b])), gamma, kcirc,
                              np.ascontiguousarray(np.where(skip[a:b] == 1, 0.0, slope_all[a:b])), thresholds,
@@ -304,7 +305,7 @@ def run_escalation_population(drug, escalation: Escalation, population: Populati
         physiology = load_physiology("adult")
     if not isinstance(escalation, Escalation):
         raise ScheduleError(f"escalation = {escalation!r} is not an Escalation; build one with Escalation(...)")
-    _checked_model(drug, escalation, physiology, csf_layout)
+    escalation_model(drug, escalation, physiology, csf_layout)
     params = population.sample(drug, physiology=physiology)
     for name, arr in (("weight_kg", weight_kg), ("bsa_m2", bsa_m2)):
         if arr is not None:

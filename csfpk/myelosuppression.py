@@ -65,6 +65,24 @@ class Myelosuppression:
     quantities: MappingProxyType
     iiv: MappingProxyType = field(default_factory=lambda: MappingProxyType({}))
 
+    def __getstate__(self):  # MappingProxyType does not pickle (Dask ships scenarios with their PD set)
+        return {"lineages": dict(self.lineages), "slopes": dict(self.slopes), "quantities": dict(self.quantities),
+                "iiv": {k: dict(v) if isinstance(v, MappingProxyType) else v for k, v in self.iiv.items()}}
+
+    def __setstate__(self, state):
+        for k in ("lineages", "slopes", "quantities"):
+            object.__setattr__(self, k, MappingProxyType(state[k]))
+        object.__setattr__(self, "iiv", MappingProxyType(
+            {k: MappingProxyType(v) if isinstance(v, dict) else v for k, v in state["iiv"].items()}))
+
+    def record(self, drug_name, iiv=True):
+        """Plain data of what the marrow simulation of ``drug_name`` uses: lineage system parameters and CTCAE
+        thresholds, the drug-effect slope and (with ``iiv``) the CVs (fractions)."""
+        lins = {n: {"circ0": x.circ0, "mtt": x.mtt, "gamma": x.gamma, "kcirc": x.kcirc,
+                    "thresholds": list(x.thresholds)} for n, x in self.lineages.items()}
+        cv = {k: (dict(v) if isinstance(v, MappingProxyType) else v) for k, v in self.iiv.items()} if iiv else {}
+        return {"lineages": lins, "slope_L_mg": self.slope(drug_name), "iiv": cv}
+
     def slope(self, drug_name):
         if drug_name not in self.slopes:
             raise ParameterError(

@@ -57,6 +57,9 @@ HOLD = 2
 STEP_BACK = 3
 AT_CAP = 4
 DECISIONS = {"start": START, "escalate": ESCALATE, "hold": HOLD, "step_back": STEP_BACK, "at_cap": AT_CAP}
+# the kernel's step-back grade for an escalation without step-back: no CTCAE grade (0–4) reaches it, so no
+# episode is ever severe (no step-back, no hold; ``Escalation.step_back = False``)
+NO_STEP_BACK_GRADE = 5
 
 # ----------------------------------------------------------------------------- metric slots
 # metrics[o, slot] of the population kernel (``batch.run_metrics``); names in ``csfpk.metrics.NAMES``
