@@ -8,6 +8,12 @@ row, with NaN metrics, and the others keep their results). Because every subject
 depend only on (seed, subject index), a chunk's rows do not depend on the chunk size, the thread
 count or the machine that computed it.
 
+A scenario with an ``escalation`` (toxicity-guided dose escalation, or a fixed dose with
+myelosuppression) runs through the escalation kernel instead (``csfpk.escalation_population``):
+its rows are per-subject doses, decisions, nadirs and CTCAE grades, and each chunk also yields the
+per-subject dose timeline (subject, injection, time, dose, decision) that the run folder stores
+beside the rows. The same invariance holds: marrow draws depend only on (seed, subject index).
+
 With ``out`` the chunks go to a run folder (``csfpk.runfolder``: the format, the lock, resume and
 overwrite); without, they stay in memory. Either way ``run`` returns a ``csfpk.runresult.RunResult``.
 With ``scheduler="tcp://host:8786"`` (or ``client=`` a ``distributed.Client``) chunks run on a Dask
@@ -18,14 +24,16 @@ shared file system. The numbers are identical either way.
 import dataclasses
 import math
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
 from . import metrics, plot
 from ._kernels.codes import N_METRICS
 from .errors import CsfpkError, ParameterError
+from .escalation_population import escalation_model, run_escalation_subjects
 from .model import VARYING
-from .population import Population, build_rate_matrices
+from .population import Population, build_rate_matrices, marrow_parameters
 from .progress import Progress
 from .io import atomic_path
 from .runfolder import CURVES_SUMMARY, SUMMARY, SUMMARY_PNG, RunWriter, chunk_plan
@@ -94,6 +102,8 @@ def _exact_window(window, dose_times, t_end):
 
 def prepare(scn: Scenario, curves=False):
     """Validate a scenario and compile its shared parts (raises before any work is done)."""
+    if scn.escalation is not None:
+        return _prepare_escalation(scn, curves)
     small = scn.population.sample(scn.drug, 0, 1, scn.physiology)
     _, _, _, model = build_rate_matrices(scn.drug, small, scn.physiology, scn.csf_layout)
     if choose_method(model, "auto") != "exact":
@@ -140,6 +150,8 @@ def run_chunk(scn: Scenario, start, stop, curves=False, prep=None):
     from ._kernels.batch import run_metrics
 
     prep = prep or prepare(scn, curves)
+    if isinstance(prep, _EscalationPrepared):
+        return _run_escalation_chunk(scn, start, stop, prep)[:2]
     params = scn.population.sample(scn.drug, start, stop, scn.physiology)
     S = stop - start
     invalid = np.zeros(S, dtype=bool)  # non-finite or non-positive parameters: the subject fails alone
@@ -234,9 +246,120 @@ def _frame(params, prep, m, status, curves_arr, inj=None):
     return frame, (curves_arr.astype(np.float32) if prep.curve_rows else None)
 
 
+class Chunk(NamedTuple):
+    """What one chunk yields: per-subject rows, float32 curves or None, and the per-subject dose timeline
+    (escalation scenarios) or None."""
+
+    frame: object
+    curves: object = None
+    doses: object = None
+
+
+def simulate_chunk(scn, start, stop, curves=False, prep=None):
+    """Subjects ``start … stop−1`` of ``scn`` as a ``Chunk`` (``run_chunk`` plus an escalation's dose timeline)."""
+    prep = prep or prepare(scn, curves)
+    if isinstance(prep, _EscalationPrepared):
+        return _run_escalation_chunk(scn, start, stop, prep)
+    return Chunk(*run_chunk(scn, start, stop, curves, prep))
+
+
 def _run_chunk_task(scn, start, stop, curves):
-    """Dask task: a chunk's rows as an Arrow-friendly DataFrame (and curves)."""
-    return run_chunk(scn, start, stop, curves)
+    """Dask task: a chunk's rows as an Arrow-friendly DataFrame (and curves or the dose timeline)."""
+    return simulate_chunk(scn, start, stop, curves)
+
+
+# ----------------------------------------------------------------------------- escalation scenarios (issue 11)
+@dataclass(frozen=True, eq=False)
+class _EscalationPrepared:
+    """What every chunk of an escalation scenario shares (the checks are done): the window (whole span),
+    the lineages and the dose levels."""
+
+    window_bounds: tuple
+    lineages: tuple
+    levels: tuple
+    window_kind: str = "span"
+    injections: tuple = ()
+
+
+def _prepare_escalation(scn, curves):
+    if curves:
+        raise ParameterError(f"{scn.id}: curves are not kept for escalation scenarios (the escalation kernel "
+                             "records doses, nadirs and grades); run without --curves")
+    small = scn.population.sample(scn.drug, 0, 1, scn.physiology)
+    build_rate_matrices(scn.drug, small, scn.physiology, scn.csf_layout)
+    try:
+        escalation_model(scn.drug, scn.escalation, scn.physiology, scn.csf_layout)
+    except CsfpkError as exc:
+        raise ParameterError(f"{scn.id}: {exc}") from None
+    return _EscalationPrepared((0.0, float(scn.t_end)), tuple(scn.pd.lineages), tuple(scn.escalation.levels))
+
+
+def _run_escalation_chunk(scn, start, stop, prep):
+    """Rows (subject, status, PK and marrow parameters, escalation outputs) and the dose timeline of a chunk."""
+    import pandas as pd
+
+    params = scn.population.sample(scn.drug, start, stop, scn.physiology)
+    marrow = marrow_parameters(scn.pd, scn.drug.name, scn.population.seed, params["subject"], iiv=scn.marrow_iiv)
+    res = run_escalation_subjects(scn.drug, scn.escalation, params, marrow, t_end=scn.t_end, dt=scn.dt,
+                                  csf_layout=scn.csf_layout, physiology=scn.physiology, pd=scn.pd,
+                                  dose_basis=scn.dose_basis, substeps=scn.substeps, chunk_size=max(1, stop - start))
+    out = res.subjects
+    cols = {"subject": out["subject"].to_numpy(), "status": out["status"].to_numpy()}
+    for k, v in params.items():
+        if k not in cols:
+            cols[k] = v
+    cols["slope_L_mg"] = marrow["slope"]
+    for j, lin in enumerate(marrow["lineages"]):
+        cols[f"circ0_{lin}_1e9_L"] = marrow["circ0"][:, j]
+        cols[f"mtt_{lin}_h"] = marrow["mtt"][:, j]
+    for c in out.columns:
+        if c not in cols:
+            cols[c] = out[c].to_numpy()
+    given = res.doses.dose_mg.to_numpy().reshape(len(out), -1)
+    cols["total_dose_mg"] = given.sum(axis=1)  # NaN for a failed subject
+    return Chunk(pd.DataFrame(cols), None, res.doses)
+
+
+def escalation_row(scn, prep, df, typ):
+    """Summary columns of an escalation scenario from its per-subject rows ``df`` (``typ``: the typical subject's).
+
+    Over the whole span (the grades and nadirs of every output step from 0 to ``t_end``), ok subjects
+    only: ``grade3_<lineage>_pct`` and ``grade3_any_pct`` (% of subjects whose worst CTCAE grade is ≥ 3),
+    ``final_dose_mg_{median,p05,p95,typical}``, ``final_dose_at_cap_pct``, ``final_dose_at_start_pct``,
+    ``final_dose_levels`` (text: "50 mg 99.7 %; 45 mg 0.3 %"), ``step_back_pct`` (% with at least one
+    step-back), ``n_step_backs_mean``, and median/p05/p95/typical of each lineage's nadir and of the total dose.
+    """
+    ok = df[df.status == 0]
+    esc = scn.escalation
+    unit = {"bsa": " mg/m²", "weight": " mg/kg"}.get(scn.dose_basis, " mg")
+    kind = "fixed dose" if len(prep.levels) == 1 else (
+        "escalation with step-back" if esc.step_back else "escalation without step-back")
+    row = {"escalation": kind, "levels_text": ", ".join(f"{x:g}" for x in prep.levels) + unit,
+           "grade_text": f"CTCAE v4.03 grade >= 3, worst over the whole span 0–{scn.t_end:g} h; "
+                         "% of subjects",
+           "target_text": "no concentration target: escalation scenarios report doses, nadirs and grades"}
+    for lin in prep.lineages + ("any",):
+        g = ok[f"worst_grade_{lin}"]
+        row[f"grade3_{lin}_pct"] = float(100.0 * (g >= 3).mean()) if len(ok) else math.nan
+    cols = ["final_dose_mg", "total_dose_mg", "n_step_backs"] + [f"nadir_{lin}_1e9_L" for lin in prep.lineages]
+    for col in cols:
+        p05, med, p95 = metrics.summarize(ok[col].to_numpy(dtype=float))
+        row[f"{col}_median"], row[f"{col}_p05"], row[f"{col}_p95"] = med, p05, p95
+        row[f"{col}_typical"] = float(typ[col].iloc[0])
+    final = ok.final_dose_mg.to_numpy(dtype=float)
+    scale = ok.dose_scale.to_numpy(dtype=float)
+    level = final / scale  # the level in the escalation's own unit (mg, mg/kg or mg/m²)
+    top, low = prep.levels[-1], prep.levels[0]
+    n = max(len(ok), 1)
+    row["final_dose_at_cap_pct"] = float(100.0 * np.isclose(level, top, rtol=1e-9).sum() / n) if len(ok) else math.nan
+    row["final_dose_at_start_pct"] = (float(100.0 * np.isclose(level, low, rtol=1e-9).sum() / n)
+                                      if len(ok) else math.nan)
+    share = [(x, 100.0 * np.isclose(level, x, rtol=1e-9).sum() / n) for x in prep.levels]
+    row["final_dose_levels"] = "; ".join(f"{x:g}{unit} {p:.1f} %" for x, p in sorted(share, key=lambda t: -t[0])
+                                         if p > 0)
+    row["step_back_pct"] = float(100.0 * (ok.n_step_backs >= 1).mean()) if len(ok) else math.nan
+    row["n_step_backs_mean"] = float(ok.n_step_backs.mean()) if len(ok) else math.nan
+    return row
 
 
 def run(scenarios, out=None, *, chunk=None, curves=False, client=None, scheduler=None, overwrite=False,
@@ -267,6 +390,10 @@ def run(scenarios, out=None, *, chunk=None, curves=False, client=None, scheduler
     if scheduler is not None and client is None and not (isinstance(scheduler, str) and "://" in scheduler):
         raise DistributedError(f"scheduler = {scheduler!r} is not allowed; expected a Dask address such as "
                                "'tcp://10.0.0.5:8786'")
+    kinds = {s.escalation is not None for s in scenarios}
+    if len(kinds) > 1:
+        raise ParameterError("the scenarios mix escalation/myelosuppression regimens with exposure-only regimens; "
+                             "their rows and summaries differ, so run them as two sweeps")
     preps = {s.id: prepare(s, curves) for s in scenarios}  # validates everything before any file appears
     records = [s.record() for s in scenarios]
     own = client is None and scheduler is not None
@@ -292,8 +419,8 @@ def _run_to_folder(scenarios, records, preps, out, chunk, curves, client, overwr
             done = writer.done_chunks(recs[s.id])
             todo += [(s, i, a, b) for i, a, b in chunk_plan(s.population.n, writer.chunk) if i not in done]
 
-        def store(s, i, a, b, frame, cur):
-            writer.write_chunk(recs[s.id], i, a, b, frame, cur)
+        def store(s, i, a, b, chunk):
+            writer.write_chunk(recs[s.id], i, a, b, chunk.frame, chunk.curves, chunk.doses)
 
         _execute(todo, preps, curves, store, client, progress)
         summary, bands = _summaries(scenarios, preps, curves, lambda s: writer.read_metrics(recs[s.id]),
@@ -316,19 +443,24 @@ def _run_in_memory(scenarios, records, preps, chunk, curves, client, progress):
 
     frames = {s.id: {} for s in scenarios}
     curve_parts = {s.id: {} for s in scenarios}
+    dose_parts = {s.id: {} for s in scenarios}
 
-    def store(s, i, a, b, frame, cur):
-        frames[s.id][i] = frame
-        if cur is not None:
-            curve_parts[s.id][i] = cur
+    def store(s, i, a, b, chunk):
+        frames[s.id][i] = chunk.frame
+        if chunk.curves is not None:
+            curve_parts[s.id][i] = chunk.curves
+        if chunk.doses is not None:
+            dose_parts[s.id][i] = chunk.doses
 
     todo = [(s, i, a, b) for s in scenarios for i, a, b in chunk_plan(s.population.n, chunk)]
     _execute(todo, preps, curves, store, client, progress)
     kept = {s.id: pd.concat([frames[s.id][i] for i in sorted(frames[s.id])], ignore_index=True) for s in scenarios}
     summary, bands = _summaries(scenarios, preps, curves, lambda s: kept[s.id],
                                 lambda s: np.concatenate([curve_parts[s.id][i] for i in sorted(curve_parts[s.id])]))
+    timelines = {r["key"]: pd.concat([dose_parts[s.id][i] for i in sorted(dose_parts[s.id])], ignore_index=True)
+                 for s, r in zip(scenarios, records) if dose_parts[s.id]}
     return RunResult(scenarios=records, summary=summary, curves_summary=bands,
-                     frames={r["key"]: kept[s.id] for s, r in zip(scenarios, records)})
+                     frames={r["key"]: kept[s.id] for s, r in zip(scenarios, records)}, timelines=timelines)
 
 
 def _execute(todo, preps, curves, store, client, progress):
@@ -337,9 +469,9 @@ def _execute(todo, preps, curves, store, client, progress):
         _run_dask(todo, curves, store, client, bar)
     else:
         for s, i, a, b in todo:
-            frame, cur = run_chunk(s, a, b, curves, preps[s.id])
-            store(s, i, a, b, frame, cur)
-            bar.update(len(frame))
+            chunk = simulate_chunk(s, a, b, curves, preps[s.id])
+            store(s, i, a, b, chunk)
+            bar.update(len(chunk.frame))
     bar.close()
 
 
@@ -364,9 +496,9 @@ def _run_dask(todo, curves, store, client, bar):
         futures[fut] = (s, i, a, b)
     for fut in as_completed(futures):
         s, i, a, b = futures[fut]
-        frame, cur = fut.result()
-        store(s, i, a, b, frame, cur)
-        bar.update(len(frame))
+        chunk = fut.result()
+        store(s, i, a, b, chunk)
+        bar.update(len(chunk.frame))
 
 
 def typical_scenario(scn):
@@ -375,6 +507,8 @@ def typical_scenario(scn):
     typ = Population(n=1, seed=pop.seed, iiv={k: 0.0 for k in pop.cv(scn.drug)},
                      covariates={k: (med, 0.0) for k, (med, _) in pop.covariates.items()}, penetration="nominal",
                      name="typical")
+    if scn.escalation is not None:  # and the typical marrow
+        return dataclasses.replace(scn, population=typ, marrow_iiv=False)
     return dataclasses.replace(scn, population=typ)
 
 
@@ -421,6 +555,13 @@ def _summaries(scenarios, preps, curves, frame_of, curves_of):
         prep = preps[s.id]
         df = frame_of(s)
         typ, _ = run_chunk(typical_scenario(s), 0, 1, False, prep)
+        if isinstance(prep, _EscalationPrepared):
+            rows.append({"scenario": s.id, "drug": s.drug.name, "regimen": s.regimen_name,
+                         "population": s.population_name, "override": s.override_name, "source": s.source,
+                         "n": len(df), "n_failed": int((df.status != 0).sum()), "target_nM": s.target_nM,
+                         "molecular_weight": s.drug.molecular_weight, **describe(s, prep),
+                         **escalation_row(s, prep, df, typ)})
+            continue
         row = {"scenario": s.id, "drug": s.drug.name, "regimen": s.regimen_name, "population": s.population_name,
                "override": s.override_name, "source": s.source, "n": len(df), "n_failed": int((df.status != 0).sum()),
                "target_nM": s.target_nM, "molecular_weight": s.drug.molecular_weight, **describe(s, prep)}

@@ -8,6 +8,9 @@ Layout of ``RUN_DIR``::
     .lock                                  advisory lock (fcntl.flock) held by the writing process
     scenarios/<key>/metrics-000000.parquet per-subject metrics of chunk 0 (subjects [start, stop))
     scenarios/<key>/curves-000000.npy      downsampled curves (float32, subjects × times × outputs), optional
+    scenarios/<key>/doses-000000.parquet   escalation scenarios (record key "escalation"): the dose timeline
+                                           of each subject of the chunk, one row per subject × injection
+                                           (subject, injection, time_h, dose_mg, action = the decision)
     scenarios/<key>/chunk-000000.json      the chunk's subject range, row count and the SHA-256 of its
                                            files; written atomically after them: it marks the chunk done
     summary.csv                            one row per scenario: median, 5th, 95th percentile, PTA
@@ -63,7 +66,7 @@ SUMMARY_PNG = "summary.png"
 SCENARIOS = "scenarios"
 FORMAT_ENTRIES = (MANIFEST, SUMMARY, CURVES_SUMMARY, SUMMARY_PNG, SCENARIOS, LOCK)
 _KEY = re.compile(r"^[A-Za-z0-9_.\-]{1,120}$")
-_TEMP = re.compile(r"^\.(metrics|curves|chunk|manifest|summary|curves_summary)-\d*-?[A-Za-z0-9_]+\.(parquet|npy|json|csv|png)$")
+_TEMP = re.compile(r"^\.(metrics|curves|doses|chunk|manifest|summary|curves_summary)-\d*-?[A-Za-z0-9_]+\.(parquet|npy|json|csv|png)$")
 # Test hooks (tests/test_runfolder.py): stop the process with SIGKILL after N finished chunks, or
 # pause it while the Nth chunk's metrics file is still a temporary (the process prints a line first).
 STOP_AFTER_CHUNKS = "CSFPK_TEST_STOP_AFTER_CHUNKS"
@@ -289,14 +292,23 @@ class RunWriter:
                 done.add(i)
         return done
 
-    def write_chunk(self, record, i, start, stop, frame, curves):
-        """Write chunk ``i`` (subjects ``start … stop−1``): curves, metrics, then the sidecar that marks it done."""
+    def write_chunk(self, record, i, start, stop, frame, curves, doses=None):
+        """Write chunk ``i`` (subjects ``start … stop−1``): curves, doses (escalation scenarios), metrics, then the
+        sidecar that marks it done."""
         import pyarrow as pa
         import pyarrow.parquet as pq
 
         folder = os.path.join(self.path, SCENARIOS, record["key"])
         side = {"run_hash": self.manifest["run_hash"], "key": record["key"], "start": int(start), "stop": int(stop),
                 "rows": len(frame)}
+        if (doses is not None) != _has_doses(record):
+            raise RunFolderError(f"{folder}: chunk {i} of scenario {record['id']!r}: a dose timeline is written for "
+                                 "escalation scenarios and only for them")
+        if doses is not None:
+            path = _file(folder, "doses", i, "parquet")
+            with atomic_path(path) as tmp:
+                pq.write_table(pa.Table.from_pandas(doses, preserve_index=False), tmp)
+            side["doses_sha256"] = sha256_file(path)
         if curves is not None:
             import numpy as np
 
@@ -369,6 +381,11 @@ def _file(folder, kind, i, ext):
     return os.path.join(folder, f"{kind}-{i:06d}.{ext}")
 
 
+def _has_doses(record):
+    """Whether the scenario's chunks carry a dose timeline file (escalation scenarios)."""
+    return bool(record.get("escalation"))
+
+
 def _check_chunk(folder, record, i, start, stop, man, subjects=False):
     """Raise ``RunFolderError`` unless chunk ``i`` holds exactly subjects ``[start, stop)`` unchanged."""
     where = f"{folder}: chunk {i} of scenario {record['id']!r}"
@@ -385,7 +402,8 @@ def _check_chunk(folder, record, i, start, stop, man, subjects=False):
     if side.get("start") != start or side.get("stop") != stop or side.get("rows") != stop - start:
         raise RunFolderError(f"{where} holds subjects {side.get('start')}..{side.get('stop')} where "
                              f"{start}..{stop} belong; {hint}")
-    kinds = [("metrics", "parquet")] + ([("curves", "npy")] if man["curves"] else [])
+    kinds = [("metrics", "parquet")] + ([("curves", "npy")] if man["curves"] else []) \
+        + ([("doses", "parquet")] if _has_doses(record) else [])
     for kind, ext in kinds:
         path = _file(folder, kind, i, ext)
         if not os.path.isfile(path):
@@ -457,6 +475,20 @@ def read_metrics(path, man, record, columns=None):
 
     folder = os.path.join(path, SCENARIOS, record["key"])
     parts = [pq.read_table(_file(folder, "metrics", i, "parquet"), columns=columns).to_pandas()
+             for i, _, _ in chunk_plan(record["population"]["n"], man["chunk"])]
+    return pd.concat(parts, ignore_index=True)
+
+
+def read_doses(path, man, record):
+    """The dose timeline of one escalation scenario (subject, injection, time_h, dose_mg, action), in subject order."""
+    import pandas as pd
+    import pyarrow.parquet as pq
+
+    if not _has_doses(record):
+        raise RunFolderError(f"scenario {record['id']!r} is not an escalation scenario; its run folder holds no dose "
+                             "timeline files")
+    folder = os.path.join(path, SCENARIOS, record["key"])
+    parts = [pq.read_table(_file(folder, "doses", i, "parquet")).to_pandas()
              for i, _, _ in chunk_plan(record["population"]["n"], man["chunk"])]
     return pd.concat(parts, ignore_index=True)
 

@@ -27,6 +27,7 @@ import numpy as np
 
 from . import runfolder
 from .errors import ParameterError
+from .regimen import Record, Regimen
 
 _LABEL_COLUMNS = ("scenario", "drug", "regimen", "population", "override", "source")
 _PARAMETER_COLUMNS = {"subject", "status", "weight_kg", "bsa_m2", "crcl_mL_min", "CL", "V1", "ka", "fu",
@@ -67,6 +68,7 @@ class RunResult:
     folder : the run folder the result was read from or written to, or None.
     manifest : the folder's manifest (plain data), or None.
     frames : scenario key → per-subject metrics, for a result held in memory.
+    timelines : scenario key → dose timeline of an escalation scenario held in memory (``doses``).
     """
 
     scenarios: tuple
@@ -75,10 +77,43 @@ class RunResult:
     folder: str | None = None
     manifest: dict | None = None
     frames: MappingProxyType = field(default_factory=lambda: MappingProxyType({}), repr=False)
+    timelines: MappingProxyType = field(default_factory=lambda: MappingProxyType({}), repr=False)
 
     def __post_init__(self):
         object.__setattr__(self, "scenarios", tuple(self.scenarios))
         object.__setattr__(self, "frames", MappingProxyType(dict(self.frames)))
+        object.__setattr__(self, "timelines", MappingProxyType(dict(self.timelines)))
+
+    def doses(self, scenario):
+        """Every subject's dose timeline in ``scenario`` (its id or key): one row per subject × dose, columns
+        subject, injection (1-based), time_h, dose_mg (mg actually given) and action.
+
+        Escalation scenarios: the doses and decisions the escalation kernel took per subject (``start``,
+        ``escalate``, ``hold``, ``step_back``, ``at_cap``; ``failed`` rows of a failed subject have NaN doses),
+        stored in the run folder. Other scenarios: the regimen's doses, times the subject's dose scale for
+        mg/kg or mg/m² regimens (weight or BSA over the reference body of the record's physiology), rebuilt
+        from the record and the subject's weight_kg/bsa_m2 columns; action ``fixed``.
+        """
+        import pandas as pd
+
+        rec = self.record(scenario)
+        if rec.get("escalation"):
+            if rec["key"] in self.timelines:
+                return self.timelines[rec["key"]]
+            if self.folder is None:
+                raise ParameterError(f"scenario {rec['id']!r} has no dose timeline in this result")
+            return runfolder.read_doses(self.folder, self.manifest, rec)
+        doses = Regimen(tuple(Record(**r) for r in rec["regimen"])).doses(until=rec["t_end"])
+        basis = rec.get("dose_basis")
+        size = {"bsa": "bsa_m2", "weight": "weight_kg"}.get(basis)
+        subj = self.scenario_metrics(rec["key"], ["subject"] + ([size] if size else []))
+        scale = np.ones(len(subj)) if size is None else subj[size].to_numpy(dtype=float) / rec["physiology"][size]
+        amt = np.array([d.amt for d in doses], dtype=float)
+        n, k = len(subj), len(doses)
+        return pd.DataFrame({"subject": np.repeat(subj["subject"].to_numpy(), k),
+                             "injection": np.tile(np.arange(1, k + 1), n),
+                             "time_h": np.tile([d.time for d in doses], n),
+                             "dose_mg": (scale[:, None] * amt[None, :]).ravel(), "action": "fixed"})
 
     # ------------------------------------------------------------------ per-subject data
     def record(self, scenario):
@@ -346,6 +381,7 @@ def summary_table(summary):
                 if f"{base}_typical" in r and not pd.isna(r[f"{base}_typical"]):
                     cell += f" typ {_fmt(k * r[f'{base}_typical'])}"
                 row[label] = cell
+        row.update(_escalation_cells(r))
         pta = f"{csf}_pta_trough_{sfx}"
         if pta in r and not pd.isna(r[pta]):
             row[_PTA[sfx]] = f"{100 * r[pta]:.0f} %"
@@ -353,6 +389,26 @@ def summary_table(summary):
             row["failed"] = f"{int(r['n_failed'])} of {int(r['n'])}"
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+# the grade >= 3 shares of an escalation scenario's summary row: (column, header)
+_GRADE3 = (("grade3_leukocytes_pct", "G≥3 leukopenia %"), ("grade3_neutrophils_pct", "G≥3 neutropenia %"),
+           ("grade3_platelets_pct", "G≥3 thrombocytopenia %"), ("grade3_any_pct", "G≥3 any %"))
+
+
+def _escalation_cells(r):
+    """Cells of an escalation scenario's row (empty for other scenarios): grade ≥ 3 shares, final dose."""
+    import pandas as pd
+
+    if pd.isna(r.get("grade3_any_pct", float("nan"))):
+        return {}
+    out = {head: f"{r[col]:.1f}" for col, head in _GRADE3 if col in r and not pd.isna(r[col])}
+    out["final dose mg"] = (f"{_fmt(r['final_dose_mg_median'])} [{_fmt(r['final_dose_mg_p05'])}–"
+                            f"{_fmt(r['final_dose_mg_p95'])}] typ {_fmt(r['final_dose_mg_typical'])}")
+    out["final dose at cap %"] = f"{r['final_dose_at_cap_pct']:.1f}"
+    out["≥1 step-back %"] = f"{r['step_back_pct']:.1f}"
+    out["final dose levels"] = r["final_dose_levels"]
+    return out
 
 
 def summary_notes(summary):
@@ -370,6 +426,11 @@ def summary_notes(summary):
                               "values are means over injections; C×T = AUC in µM·h"}
     for k in kinds:
         lines.append("window: " + words.get(k, k))
+    if "grade_text" in summary:
+        for t in dict.fromkeys(summary["grade_text"]):
+            if isinstance(t, str) and t:
+                lines.append("grades: " + t + " (failed subjects excluded); final dose = dose at the last injection, "
+                             "levels = share of subjects ending at each dose level")
     for drug in dict.fromkeys(summary["drug"]):
         part = summary[summary["drug"] == drug]
         for col, head in (("target_text", "target: "), ("drawn_from_range", f"drawn from a range: {drug} ")):

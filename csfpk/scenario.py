@@ -28,6 +28,8 @@ import numpy as np
 
 from .drug import Drug
 from .errors import ParameterError
+from .escalation import Escalation
+from .myelosuppression import Myelosuppression, load_myelosuppression
 from .physiology import Physiology, load_physiology
 from .population import Population
 from .quantity import PicklesMappings
@@ -78,6 +80,14 @@ class Scenario(PicklesMappings):
     csf_layout : ``"single"`` or ``"none"``.  physiology : the ``Physiology`` (default adult).
     metrics : ``"exact"`` (default; grid-free exact metrics of the linear model, ``csfpk.metrics``)
         or ``"grid"`` (read off the output grid every ``dt`` h, as NCA on sampled data would).
+    escalation : an ``Escalation`` (toxicity-guided, or ``Escalation.fixed`` for a fixed dose with
+        myelosuppression): the scenario then runs through the escalation kernel
+        (``csfpk.escalation_population``) and its rows are per-subject doses, decisions, nadirs and
+        grades instead of exposure metrics; ``regimen`` must be ``escalation.schedule()`` and the
+        window is the whole span. With ``dose_basis`` the escalation's levels are per kg or per m².
+    pd : the myelosuppression parameter set of an escalation scenario (default
+        ``params/pd/myelosuppression.toml``).  marrow_iiv : draw the marrow IIV of ``pd`` per subject.
+    substeps : RK4 sub-steps of the marrow model per output step ``dt``.
     """
 
     drug: Drug
@@ -96,8 +106,14 @@ class Scenario(PicklesMappings):
     csf_layout: str = "single"
     physiology: Physiology = None
     metrics: str = "exact"
+    escalation: Escalation | None = None
+    pd: Myelosuppression | None = None
+    marrow_iiv: bool = True
+    substeps: int = 4
 
     def __post_init__(self):
+        if self.escalation is not None:
+            _check_escalation(self)
         if self.metrics not in METRICS:
             raise ParameterError(f"metrics = {self.metrics!r} is not allowed; expected 'exact' or 'grid'")
         if self.physiology is None:
@@ -144,7 +160,44 @@ class Scenario(PicklesMappings):
             "overrides": dict(self.overrides), "source": self.source, "dose_basis": self.dose_basis,
             "target_nM": self.target_nM, "window": self.window if isinstance(self.window, str) else list(self.window),
             "csf_layout": self.csf_layout, "metrics": self.metrics,
+            **self._escalation_record(),
         })
+
+    def _escalation_record(self):
+        """The escalation, marrow parameters and solver settings of an escalation scenario ({} otherwise: the
+        records, hashes and folder keys of exposure scenarios are those of runs made before escalation)."""
+        if self.escalation is None:
+            return {}
+        return {"escalation": self.escalation.to_dict(), "pd": self.pd.record(self.drug.name, self.marrow_iiv),
+                "marrow_iiv": self.marrow_iiv, "substeps": self.substeps}
+
+
+def _check_escalation(scn):
+    """Checks and defaults of an escalation scenario (``Scenario.escalation``); one line naming the field."""
+    esc = scn.escalation
+    if not isinstance(esc, Escalation):
+        raise ParameterError(f"escalation = {esc!r} is not an Escalation; build one with csfpk.Escalation(...)")
+    if scn.pd is None:
+        object.__setattr__(scn, "pd", load_myelosuppression())
+    if not isinstance(scn.pd, Myelosuppression):
+        raise ParameterError(f"pd = {scn.pd!r} is not a myelosuppression parameter set; use "
+                             "csfpk.myelosuppression.load_myelosuppression()")
+    scn.pd.slope(scn.drug.name)  # the drug needs a drug-effect slope
+    if not isinstance(scn.marrow_iiv, bool):
+        raise ParameterError(f"marrow_iiv = {scn.marrow_iiv!r} is not allowed; expected True or False")
+    if isinstance(scn.substeps, bool) or not isinstance(scn.substeps, (int, np.integer)) or not 1 <= scn.substeps <= 100:
+        raise ParameterError(f"substeps = {scn.substeps!r} is not allowed; expected an integer in [1, 100]")
+    times = [r.time for r in scn.regimen.doses()]
+    if times != list(esc.times):
+        raise ParameterError(f"{scn.drug.name} / {scn.regimen_name}: the regimen's dose times differ from the "
+                             "escalation's injection times; pass regimen=escalation.schedule()")
+    if scn.window not in (None, "span"):
+        raise ParameterError(f"window = {scn.window!r} is not allowed for an escalation scenario; its grades, "
+                             "nadirs and doses cover the whole span (window 'span')")
+    object.__setattr__(scn, "window", "span")
+    if not scn.t_end > esc.times[-1]:
+        raise ParameterError(f"t_end = {scn.t_end:g} h is not after the last injection at {esc.times[-1]:g} h; "
+                             "expected a span that covers every injection and the nadir after it")
 
 
 def _window(window, regimen, t_end):
