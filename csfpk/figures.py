@@ -15,6 +15,8 @@ is read) into ``RUN_DIR/figures/`` unless told otherwise:
                                     that daily and weekly regimens compare), steady-state runs
 ``comparison_plasma_auc``           plasma AUC (µM·h) over the span, other runs
 ``bands_<csf>_<drug>``              population bands of CSF concentration (runs with curves)
+``escalation_summary``              escalation runs, instead of all the above: grade ≥ 3 shares
+                                    per lineage and final dose levels per regimen
 ==================================  =========================================================
 
 ``<csf>`` is ``csf`` in the single CSF layout, ``csf_lumbar`` in the regional one. Each metric
@@ -83,6 +85,10 @@ def write_figures(run, out=None, *, fmt="png", dpi=200):
     except OSError as exc:
         raise ParameterError(f"--out {out!r} cannot be written ({exc.strerror or exc}); choose a writable folder") from None
     written = []
+    if plot.is_escalation(run):  # grade >= 3 shares per lineage and final dose levels per regimen
+        path = os.path.join(out, f"escalation_summary.{fmt}")
+        plot.save(plot.escalation_summary(run), path, dpi=dpi)
+        return [path]
     for metric in main_metrics(run):
         path = os.path.join(out, f"comparison_{metric}.{fmt}")
         plot.save(plot.comparison(run, metric), path, dpi=dpi)

@@ -584,14 +584,115 @@ def summary_figure(source):
 
     CSF Cavg,ss (or Cavg over the run's window) against the target; for intrathecal runs (per
     injection window) the time ≥ target per injection instead, since an average of bolus pulses
-    says nothing about the target. Boxes span the 25th–75th percentile of the per-subject values,
+    says nothing about the target; for escalation runs ``escalation_summary``. Boxes span the 25th–75th percentile of the per-subject values,
     whiskers the 5th–95th, the thick tick is the median; the title names the metric and the window.
     """
     run = as_run(source)
+    if is_escalation(run):
+        return escalation_summary(run)
     csf = run.csf_compartment() or "plasma"
     if f"{csf}_time_above_inj" in run.metric_names():
         return comparison(run, f"{csf}_time_above_inj")
     return comparison(run, f"{csf}_cavg")
+
+
+# ----------------------------------------------------------------------------- escalation runs (issue 11)
+_GRADE3_LINEAGES = (("leukocytes", "leukopenia"), ("neutrophils", "neutropenia"), ("platelets", "thrombocytopenia"),
+                    ("any", "any lineage"))
+
+
+def is_escalation(source):
+    """Whether a run's scenarios are escalation / fixed-dose-with-myelosuppression scenarios."""
+    run = as_run(source)
+    return "grade3_any_pct" in run.summary.columns and run.summary["grade3_any_pct"].notna().all()
+
+
+def escalation_summary(source, *, reference=None):
+    """Grade ≥ 3 myelosuppression and final dose level per regimen of an escalation run, one row per regimen.
+
+    Left: the share of subjects (%) whose worst CTCAE grade over the whole span is ≥ 3, per lineage
+    (leukopenia, neutropenia, thrombocytopenia, any). Right: the final dose (the dose at the last
+    injection) as a stacked bar of the shares of subjects ending at each dose, coloured by dose (mg);
+    from a summary frame only, the median with its 5th–95th percentile.
+
+    Parameters
+    ----------
+    source : a ``RunResult`` of escalation scenarios, its run folder, or its summary frame.
+    reference : optional ``{"label": text, "leukocytes": %, "platelets": %, "any": %}``: an observed
+        share per lineage, drawn as a dashed line across the rows (e.g. a study's grade ≥ 3 rate).
+
+    Returns
+    -------
+    matplotlib.figure.Figure with two axes.
+    """
+    import numpy as np
+
+    run = as_run(source)
+    if not is_escalation(run):
+        raise ParameterError("escalation_summary needs a run of escalation scenarios (sweep regimens with "
+                             "escalation = {...} or pd = true)")
+    plt = _plt()
+    from matplotlib import cm, colors
+
+    s = run.labelled()
+    labels = [f"{d}: {lab}" if s["drug"].nunique() > 1 else lab for d, lab in zip(s["drug"], s["label"])]
+    n = len(s)
+    fig, (a, b) = plt.subplots(1, 2, figsize=(DOUBLE_COLUMN_IN, 0.42 * n + 1.6), sharey=True,
+                               gridspec_kw={"width_ratios": (1.25, 1.0)}, layout="constrained")
+    y = np.arange(n)[::-1]
+    h = 0.8 / len(_GRADE3_LINEAGES)
+    top = 0.0
+    for k, (lin, word) in enumerate(_GRADE3_LINEAGES):
+        v = s[f"grade3_{lin}_pct"].to_numpy(dtype=float)
+        yy = y + (len(_GRADE3_LINEAGES) / 2 - k - 0.5) * h
+        a.barh(yy, v, h, color=PALETTE[k], label=word)
+        for yi, vi in zip(yy, v):
+            a.text(vi, yi, f" {vi:.1f}", va="center", ha="left", fontsize=6)
+        top = max(top, float(np.nanmax(v)) if v.size else 0.0)
+        if reference is not None and reference.get(lin) is not None:
+            a.axvline(reference[lin], color=PALETTE[k], linestyle="--", lw=1.0)
+            top = max(top, float(reference[lin]))
+    a.set_xlim(0, max(top * 1.2, 5.0))
+    a.set_yticks(y, labels, fontsize=_FONT)
+    a.set_xlabel("subjects with CTCAE grade ≥ 3 (%)", fontsize=9)
+    title = "grade ≥ 3, worst over the whole span"
+    if reference is not None:
+        title += f"\ndashed: {reference.get('label', 'observed')}"
+    a.set_title(title, fontsize=_FONT)
+    a.legend(fontsize=7, frameon=False, loc="lower right")
+    _tidy(a)
+    finals = {}
+    if run._has_subjects():
+        for sc, yi in zip(s["scenario"], y):
+            v = run.values(sc, "final_dose_mg")
+            finals[yi] = v[~np.isnan(v)]
+    if finals:
+        every = np.concatenate([v for v in finals.values() if v.size]) if any(v.size for v in finals.values()) \
+            else np.array([1.0])
+        norm = colors.Normalize(vmin=float(every.min()), vmax=max(float(every.max()), float(every.min()) + 1e-9))
+        cmap = plt.get_cmap("viridis")
+        for yi, v in finals.items():
+            left = 0.0
+            for dose in np.unique(np.round(v, 9)):
+                pct = 100.0 * np.isclose(v, dose, rtol=1e-9).sum() / max(v.size, 1)
+                b.barh(yi, pct, 0.7, left=left, color=cmap(norm(dose)), edgecolor="white", lw=0.4)
+                if pct >= 12:
+                    b.text(left + pct / 2, yi, f"{dose:g}", ha="center", va="center", fontsize=6,
+                           color="white" if norm(dose) < 0.6 else "black")
+                left += pct
+        b.set_xlim(0, 100)
+        b.set_xlabel("subjects by final dose (%)", fontsize=9)
+        bar = fig.colorbar(cm.ScalarMappable(norm=norm, cmap=cmap), ax=b, pad=0.02, shrink=0.8)
+        bar.set_label("final dose (mg)", fontsize=_FONT)
+        bar.ax.tick_params(labelsize=7)
+    else:
+        med = s["final_dose_mg_median"].to_numpy(dtype=float)
+        lo, hi = s["final_dose_mg_p05"].to_numpy(dtype=float), s["final_dose_mg_p95"].to_numpy(dtype=float)
+        b.errorbar(med, y, xerr=[med - lo, hi - med], fmt="o", color=PALETTE[0], ms=4, capsize=2)
+        b.set_xlabel("final dose (mg), median [5th–95th]", fontsize=9)
+    b.set_title("dose at the last injection", fontsize=_FONT)
+    _tidy(b)
+    return fig
 
 
 # ----------------------------------------------------------------------------- intrathecal
