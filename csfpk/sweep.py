@@ -20,6 +20,19 @@
     phases = [[12, "3.5d", "4w"], ...] # instead of amt/ii/n: consecutive (amt, ii, length) phases
     source = "Lee 2013 (review ref 98)" # required
 
+    [regimens.pem_esc]                 # toxicity-guided escalation (issue 11): doses chosen per subject
+    label = "pemetrexed 10 -> 50 mg"
+    route = "it_lumbar"
+    phases = [["3.5d", "4w"], ["1w", "4w"], ["4w", "18w"]]   # injection times: [ii, length] (or ii, n)
+    escalation = { start = 10, step = 5, cap = 50, step_back = true }  # mg, or "0.2 mg/kg" / "5 mg/m2";
+                                       # optional step_back (default true), step_back_grade (default 3)
+    source = "seed 000 (Fan 2023), Methods"
+
+    [regimens.mtx_12]                  # a fixed-dose regimen with myelosuppression: pd = true
+    amt = 12                           # boluses of one dose, any of the regimen forms above
+    ...
+    pd = true
+
     [populations.default]              # n, seed; optional iiv, covariates, correlations, penetration
     n = 1000
     seed = 1
@@ -36,6 +49,13 @@
 
 Everything is checked before any work starts; errors name the file, the field and the value.
 
+Regimens with ``escalation`` or ``pd = true`` run through the escalation kernel (exact linear PK,
+Friberg marrow of leukocytes, neutrophils and platelets with the IIV of
+``params/pd/myelosuppression.toml``, the seed's step-back rule per subject; ``csfpk.escalation``):
+their rows are doses, decisions, nadirs and CTCAE grades, their summary the share of subjects at
+grade ≥ 3 per lineage and the final dose levels, over the whole span. A sweep holds either such
+regimens or exposure regimens, not both.
+
 Examples
 --------
 >>> import csfpk
@@ -45,11 +65,13 @@ True
 """
 
 import math
+import re
 from dataclasses import dataclass
 
 from .batch import prepare, run
 from .drug import load_drug as _load_drug
 from .errors import CsfpkError, ParameterError, ScheduleError
+from .escalation import Escalation
 from .metrics import WINDOWS
 from .paths import resolve
 from .physiology import load_physiology
@@ -57,12 +79,15 @@ from .population import Population
 from .quantity import read_document, require_keys
 from .regimen import Regimen
 from .scenario import Scenario
-from .units import hours
+from .units import dose_mg, hours
 
 SCHEMA = "csfpk.sweep/1"
 _TOP = {"schema", "name", "description", "t_end", "dt", "window", "regimens", "populations", "overrides",
         "grid", "csf_layout", "metrics"}
-_REGIMEN = {"label", "amt", "ii", "n", "route", "start", "duration", "rate", "phases", "source", "note"}
+_REGIMEN = {"label", "amt", "ii", "n", "route", "start", "duration", "rate", "phases", "source", "note", "escalation",
+            "pd"}
+_ESCALATION = {"start", "step", "cap", "step_back", "step_back_grade"}
+_PER_BODY = re.compile(r"\s*/\s*(kg|m2|m²|m\^2)\s*$")
 _POPULATION = {"n", "seed", "iiv", "covariates", "correlations", "penetration", "label"}
 _GRID = {"drugs", "regimens", "populations", "overrides", "target_nM"}
 
@@ -104,9 +129,95 @@ def _hours(where, field, value, positive=True):
 
 
 def _regimen(where, rid, t, t_end):
+    """(Regimen, label, source, dose basis, Escalation or None) of a ``[regimens.<rid>]`` table."""
     _keys(where, t, _REGIMEN, ("source",))
     if not isinstance(t["source"], str) or not t["source"].strip():
         raise SweepError(f"{where}: source = {t['source']!r}; expected text naming where the regimen comes from")
+    pd_flag = t.get("pd", False)
+    if not isinstance(pd_flag, bool):
+        raise SweepError(f"{where}: pd = {pd_flag!r} is not allowed; expected true (simulate myelosuppression) or false")
+    if "escalation" in t:
+        if "pd" in t and not pd_flag:
+            raise SweepError(f"{where}: pd = false conflicts with escalation (an escalation always simulates the "
+                             "marrow); remove pd")
+        return _escalation_regimen(where, rid, t, t_end)
+    reg, label, source, basis = _plain_regimen(where, rid, t, t_end)
+    if not pd_flag:
+        return reg, label, source, basis, None
+    doses = reg.doses()
+    amts = {d.amt for d in doses}
+    if len(amts) != 1 or any(d.rate != 0 for d in doses):
+        raise SweepError(f"{where}: pd = true needs boluses of one dose (got doses {sorted(amts)} mg"
+                         f"{', infusions' if any(d.rate != 0 for d in doses) else ''}); the escalation kernel gives "
+                         "boluses")
+    body = load_physiology("adult")
+    level = amts.pop() / {"bsa": body.bsa_m2, "weight": body.weight_kg}.get(basis, 1.0)  # mg/m² or mg/kg as written
+    try:
+        esc = Escalation.fixed(reg, level, route=t.get("route", "oral"), name=rid)
+    except ScheduleError as exc:
+        raise SweepError(f"{where}: {exc}") from None
+    return esc.schedule(), label, source, basis, esc
+
+
+def _per_body_dose(where, field, value):
+    """A dose of an escalation table as (number, basis): mg, or mg/kg ("weight") or mg/m² ("bsa") as written."""
+    basis = None
+    if isinstance(value, str):
+        m = _PER_BODY.search(value.strip().lower())
+        if m:
+            basis = "weight" if m.group(1) == "kg" else "bsa"
+            value = value.strip()[: m.start()]
+    try:
+        return dose_mg(value, f"escalation.{field}"), basis
+    except ScheduleError as exc:
+        raise SweepError(f"{where}: {exc}") from None
+
+
+def _escalation_regimen(where, rid, t, t_end):
+    esc_t = t["escalation"]
+    if not isinstance(esc_t, dict):
+        raise SweepError(f"{where}: escalation = {esc_t!r}; expected a table {{ start, step, cap[, step_back] }}")
+    _keys(f"{where} escalation", esc_t, _ESCALATION, ("start", "step", "cap"))
+    odd = [k for k in ("amt", "rate", "duration") if k in t]
+    if odd:
+        raise SweepError(f"{where}: {odd[0]} is not allowed with escalation; the doses come from escalation.start, "
+                         "step and cap, and the escalation kernel gives boluses")
+    doses = {k: _per_body_dose(where, k, esc_t[k]) for k in ("start", "step", "cap")}
+    bases = {b for _, b in doses.values()}
+    if len(bases) > 1:
+        raise SweepError(f"{where}: escalation start, step and cap mix units {sorted(str(b) for b in bases)}; give all "
+                         "three in mg, all in mg/kg or all in mg/m2")
+    basis = bases.pop()
+    route = t.get("route", "oral")
+    try:
+        if "phases" in t:
+            if any(k in t for k in ("ii", "n")):
+                raise SweepError(f"{where}: give phases or ii/n, not both")
+            phases = t["phases"]
+            if (not isinstance(phases, list) or not phases
+                    or not all(isinstance(p, list) and len(p) == 2 for p in phases)):
+                raise SweepError(f"{where}: phases = {phases!r}; with escalation expected a list of [ii, length] "
+                                 "pairs (the injection times; the doses come from escalation)")
+            schedule = Regimen.phases(*[(1.0, ii, length) for ii, length in phases], route=route,
+                                      start=t.get("start", 0.0))
+        else:
+            _keys(where, t, _REGIMEN, ("ii",))
+            ii = _hours(where, "ii", t["ii"])
+            n = t.get("n", max(1, math.ceil(t_end / ii - 1e-9)))
+            schedule = Regimen.every(amt=1.0, ii=ii, n=n, route=route, start=t.get("start", 0.0))
+        esc = Escalation.from_schedule(schedule, start=doses["start"][0], step=doses["step"][0],
+                                       cap=doses["cap"][0], route=route, name=rid,
+                                       step_back=esc_t.get("step_back", True),
+                                       step_back_grade=esc_t.get("step_back_grade", 3))
+    except ScheduleError as exc:
+        raise SweepError(f"{where}: {exc}") from None
+    label = t.get("label", rid)
+    if not isinstance(label, str) or not label.strip():
+        raise SweepError(f"{where}: label = {label!r} is not allowed; expected non-empty text shown in tables")
+    return esc.schedule(), label, t["source"], basis, esc
+
+
+def _plain_regimen(where, rid, t, t_end):
     route = t.get("route", "oral")
     basis = None
     try:
@@ -246,15 +357,23 @@ def sweep_from_dict(doc, *, where="sweep", n=None, seed=None, load_drug=None, ph
                     raise SweepError(f"{where} [overrides.{oid}] for {dname}: {exc}") from None
                 target = targets.get(dname, drug.potency_target_nM)
                 for rid in lists["regimens"]:
-                    reg, label, source, basis = regimens[rid]
+                    reg, label, source, basis, esc = regimens[rid]
                     for pid in lists["populations"]:
-                        scenarios.append(Scenario(
-                            drug=drug, regimen=reg, population=pops[pid], t_end=t_end, dt=dt, regimen_name=label,
-                            population_name=pops[pid].name, override_name=oid, overrides=overrides.get(oid, {}),
-                            source=source, dose_basis=basis, target_nM=target, window=window, csf_layout=layout,
-                            physiology=physiology, metrics=mode))
+                        try:
+                            scenarios.append(Scenario(
+                                drug=drug, regimen=reg, population=pops[pid], t_end=t_end, dt=dt, regimen_name=label,
+                                population_name=pops[pid].name, override_name=oid, overrides=overrides.get(oid, {}),
+                                source=source, dose_basis=basis, target_nM=target, window=window, csf_layout=layout,
+                                physiology=physiology, metrics=mode, escalation=esc))
+                        except ParameterError as exc:
+                            raise SweepError(f"{gw}: {dname} / [regimens.{rid}]: {exc}") from None
     if not scenarios:
         raise SweepError(f"{where}: the grid gives no scenarios")
+    kinds = {s.escalation is not None for s in scenarios}
+    if len(kinds) > 1:
+        esc_ids = sorted({rid for rid, r in regimens.items() if r[4] is not None})
+        raise SweepError(f"{where}: regimens {esc_ids} (escalation or pd = true) and exposure-only regimens are in "
+                         "one sweep; their rows and summaries differ, so put them in two sweep files")
     for s in scenarios:  # compile schedules now: every error surfaces before any work
         try:
             prepare(s)
