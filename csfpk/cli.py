@@ -46,6 +46,11 @@ EPILOG_COMPARE = """examples:
   csfpk compare high_dose_tki --out runs/tki_big --n 100000 --seed 7
   csfpk compare params/sweeps/high_dose_tki.toml --out runs/tki --curves
   csfpk compare high_dose_tki --out runs/tki --scheduler tcp://10.0.0.5:8786
+  csfpk compare it_escalation --out runs/it_escalation --n 1000
+
+Sweeps whose regimens have escalation = {...} or pd = true (it_escalation) simulate the marrow per
+subject: the table shows the % of subjects with CTCAE grade >= 3 per lineage over the whole span and
+the final dose levels; each subject's doses and decisions are in scenarios/*/doses-*.parquet.
 
 Rerunning the same command on an interrupted folder resumes it; on a finished folder it prints
 the summary again. --overwrite builds the new run beside the old one and swaps it in when it is
@@ -213,7 +218,9 @@ def _cmd_compare(args):
         print(line)
     with pd.option_context("display.width", 250, "display.max_columns", 20, "display.max_colwidth", 48):
         print(res.table.to_string(index=False))
-    print(f"{done} {args.out}/: manifest.json, scenarios/*/metrics-*.parquet, summary.csv, summary.png"
+    doses = any(r.get("escalation") for r in res.scenarios)  # escalation runs: each subject's dose timeline
+    print(f"{done} {args.out}/: manifest.json, scenarios/*/metrics-*.parquet, "
+          + ("scenarios/*/doses-*.parquet, " if doses else "") + "summary.csv, summary.png"
           + (", curves_summary.csv" if args.curves else ""))
     return 0
 

@@ -185,8 +185,10 @@ def _escalation_regimen(where, rid, t, t_end):
     doses = {k: _per_body_dose(where, k, esc_t[k]) for k in ("start", "step", "cap")}
     bases = {b for _, b in doses.values()}
     if len(bases) > 1:
-        raise SweepError(f"{where}: escalation start, step and cap mix units {sorted(str(b) for b in bases)}; give all "
-                         "three in mg, all in mg/kg or all in mg/m2")
+        unit = {None: "mg", "weight": "mg/kg", "bsa": "mg/m2"}
+        given = ", ".join(f"{k} = {esc_t[k]!r} ({unit[b]})" for k, (_, b) in doses.items())
+        raise SweepError(f"{where}: escalation mixes units ({given}); give start, step and cap all in mg, all in "
+                         "mg/kg or all in mg/m2")
     basis = bases.pop()
     route = t.get("route", "oral")
     try:

@@ -313,7 +313,7 @@ def test_per_kg_escalation_scales_with_each_subjects_weight():
     (lambda d: d["regimens"]["esc"].update(amt=10),
      r"\[regimens.esc\]: amt is not allowed with escalation"),
     (lambda d: d["regimens"]["esc"]["escalation"].update(cap="50 mg/m2"),
-     r"\[regimens.esc\]: escalation start, step and cap mix units"),
+     r"\[regimens.esc\]: escalation mixes units \(start = 10 \(mg\), step = 5 \(mg\), cap = '50 mg/m2' \(mg/m2\)\)"),
     (lambda d: d["regimens"]["esc"]["escalation"].update(step_back="yes"),
      r"\[regimens.esc\]: step_back = 'yes' is not allowed; expected true or false"),
     (lambda d: d["regimens"]["esc"]["escalation"].update(top=3),

@@ -21,6 +21,8 @@ CASES = {
                                  ["esc/grade3_shares.csv", "esc/final_dose_levels.csv", "esc/doses_given.csv",
                                   "esc/escalation_population.png"]),
     "it_validation.py": (["--out", "itv"], ["itv/validation.csv", "itv/validation.png"]),
+    "it_escalation.py": (["--n", "4", "--out", "ite"], ["ite/grade3_vs_seed.csv", "ite/grade3_vs_seed.png",
+                                                       "ite/summary.png", "ite/manifest.json"]),
 }
 
 
