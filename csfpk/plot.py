@@ -654,12 +654,16 @@ def escalation_summary(source, *, reference=None):
             top = max(top, float(reference[lin]))
     a.set_xlim(0, max(top * 1.2, 5.0))
     a.set_yticks(y, labels, fontsize=_FONT)
-    a.set_xlabel("subjects with CTCAE grade ≥ 3 (%)", fontsize=9)
-    title = "grade ≥ 3, worst over the whole span"
+    a.set_xlabel("grade ≥ 3 (% of subjects)", fontsize=9)
+    a.set_title("CTCAE grade ≥ 3, whole span", fontsize=_FONT, loc="left")
+    handles, names = a.get_legend_handles_labels()
     if reference is not None:
-        title += f"\ndashed: {reference.get('label', 'observed')}"
-    a.set_title(title, fontsize=_FONT)
-    a.legend(fontsize=7, frameon=False, loc="lower right")
+        from matplotlib.lines import Line2D
+
+        handles.append(Line2D([], [], color="0.3", linestyle="--", lw=1.0))
+        names.append(f"dashed: {reference.get('label', 'observed')}")
+    fig.legend(handles, names, loc="outside upper center", frameon=False, fontsize=_FONT,
+               ncol=len(_GRADE3_LINEAGES) if reference is None else 3)
     _tidy(a)
     finals = {}
     if run._has_subjects():
@@ -681,7 +685,7 @@ def escalation_summary(source, *, reference=None):
                            color="white" if norm(dose) < 0.6 else "black")
                 left += pct
         b.set_xlim(0, 100)
-        b.set_xlabel("subjects by final dose (%)", fontsize=9)
+        b.set_xlabel("final dose (% of subjects)", fontsize=9)
         bar = fig.colorbar(cm.ScalarMappable(norm=norm, cmap=cmap), ax=b, pad=0.02, shrink=0.8)
         bar.set_label("final dose (mg)", fontsize=_FONT)
         bar.ax.tick_params(labelsize=7)
@@ -690,7 +694,7 @@ def escalation_summary(source, *, reference=None):
         lo, hi = s["final_dose_mg_p05"].to_numpy(dtype=float), s["final_dose_mg_p95"].to_numpy(dtype=float)
         b.errorbar(med, y, xerr=[med - lo, hi - med], fmt="o", color=PALETTE[0], ms=4, capsize=2)
         b.set_xlabel("final dose (mg), median [5th–95th]", fontsize=9)
-    b.set_title("dose at the last injection", fontsize=_FONT)
+    b.set_title("dose at the last injection", fontsize=_FONT, loc="left")
     _tidy(b)
     return fig
 

@@ -437,7 +437,7 @@ def summary_notes(summary):
             for t in dict.fromkeys(part[col]) if col in part else ():
                 if isinstance(t, str) and t:
                     lines.append(head + t)
-    return lines
+    return list(dict.fromkeys(lines))  # one line per distinct note, whatever the number of drugs
 
 
 def _fmt(x):
