@@ -30,10 +30,11 @@ def test_codes_within_a_group_are_distinct(group):
 def test_every_upper_case_int_of_codes_belongs_to_exactly_one_group():
     """A code added to codes.py without its group dict would be invisible to the checks here."""
     grouped = {name.upper() for g in GROUPS.values() for name in g}
-    singles = {"SEGMENT_CONTINUE", "N_METRICS", "N_STATS", "NL_SIZE", "DOPRI5", "RODAS"}
+    singles = {"SEGMENT_CONTINUE", "N_METRICS", "N_STATS", "NL_SIZE", "DOPRI5", "RODAS", "NO_STEP_BACK_GRADE"}
     defined = {k for k, v in vars(codes).items() if k.isupper() and isinstance(v, int)}
     assert defined == grouped | singles
     assert codes.SEGMENT_CONTINUE not in codes.STATUSES.values()
+    assert codes.NO_STEP_BACK_GRADE > 4  # above every CTCAE grade: an escalation without step-back never steps back
 
 
 def test_metric_slots_match_the_names_of_csfpk_metrics():
