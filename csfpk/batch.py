@@ -285,7 +285,7 @@ def _prepare_escalation(scn, curves):
     if curves:
         raise ParameterError(f"{scn.id}: curves are not kept for escalation scenarios (the escalation kernel "
                              "records doses, nadirs and grades); run without --curves")
-    small = scn.population.sample(scn.drug, 0, 1, scn.physiology)
+    small = scn.population.sample(scn.drug, 0, 1, scn.physiology)  # a bad population or drug fails here, before work
     build_rate_matrices(scn.drug, small, scn.physiology, scn.csf_layout)
     try:
         escalation_model(scn.drug, scn.escalation, scn.physiology, scn.csf_layout)

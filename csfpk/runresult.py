@@ -424,9 +424,12 @@ def summary_notes(summary):
              "window": "window = the explicit metric window of the sweep",
              "per_injection": "per injection = from each injection to the next (the last: to the end); "
                               "values are means over injections; C×T = AUC in µM·h"}
+    escalation = "grade_text" in summary and summary["grade_text"].notna().all()
+    if escalation:  # grades, nadirs and doses of every subject from 0 to the end of the span
+        words["span"] = "span = the whole simulated span: every injection and the counts after the last"
     for k in kinds:
         lines.append("window: " + words.get(k, k))
-    if "grade_text" in summary:
+    if escalation:
         for t in dict.fromkeys(summary["grade_text"]):
             if isinstance(t, str) and t:
                 lines.append("grades: " + t + " (failed subjects excluded); final dose = dose at the last injection, "
