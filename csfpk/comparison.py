@@ -9,6 +9,7 @@ the same ``csfpk.RunResult`` whether the run stays in memory or goes to a run fo
 from .batch import run
 from .drug import Drug, load_drug
 from .errors import ParameterError
+from .escalation import Escalation
 from .population import Population
 from .regimen import Regimen
 from .scenario import Scenario
@@ -23,7 +24,9 @@ def compare(drug, regimens, population=None, t_end="28d", *, dt=1.0, out=None, w
     Parameters
     ----------
     drug : a ``Drug`` or a drug name.
-    regimens : ``{label: Regimen}``.
+    regimens : ``{label: Regimen}``, or ``{label: Escalation}`` (toxicity-guided escalation, or
+        ``Escalation.fixed`` for a fixed dose, with the marrow simulated per subject: grade ≥ 3 shares
+        and final doses over the whole span, ``RunResult.doses``). One kind per call.
     population : a ``Population`` (default ``Population(n=1000, seed=1)``).
     t_end, dt : simulated span and output step (h or duration strings).
     out : run folder (manifest, Parquet, summary.csv); None keeps everything in memory.
@@ -62,8 +65,9 @@ def compare(drug, regimens, population=None, t_end="28d", *, dt=1.0, out=None, w
     if not isinstance(regimens, dict) or not regimens:
         raise ParameterError("regimens must be a non-empty {label: Regimen} mapping")
     for label, reg in regimens.items():
-        if not isinstance(reg, Regimen):
-            raise ParameterError(f"regimens[{label!r}] = {reg!r} is not a Regimen; build one with csfpk.Regimen.every")
+        if not isinstance(reg, (Regimen, Escalation)):
+            raise ParameterError(f"regimens[{label!r}] = {reg!r} is not a Regimen or an Escalation; build one with "
+                                 "csfpk.Regimen.every or csfpk.Escalation")
     population = population or Population(n=1000, seed=1)
     if not isinstance(population, Population):
         raise ParameterError(f"population = {population!r} is not a csfpk.Population")
@@ -71,8 +75,10 @@ def compare(drug, regimens, population=None, t_end="28d", *, dt=1.0, out=None, w
     dt = hours(dt, "dt")
     if window is not None and not isinstance(window, str):
         window = (hours(window[0], "window start"), hours(window[1], "window end"))
-    scenarios = [Scenario(drug=drug, regimen=reg, population=population, t_end=t_end, dt=dt, regimen_name=str(label),
+    scenarios = [Scenario(drug=drug, regimen=reg.schedule() if isinstance(reg, Escalation) else reg,
+                          population=population, t_end=t_end, dt=dt, regimen_name=str(label),
                           population_name=population.name, overrides=overrides or {}, target_nM=target_nM,
-                          window=window, metrics=metrics) for label, reg in regimens.items()]
+                          window=window, metrics=metrics, escalation=reg if isinstance(reg, Escalation) else None)
+                 for label, reg in regimens.items()]
     return run(scenarios, out, chunk=chunk, curves=curves, client=client, scheduler=scheduler, overwrite=overwrite,
                progress=progress)

@@ -374,3 +374,14 @@ def test_escalation_summary_figure(reference):
     with pytest.raises(ParameterError, match=r"escalation_summary needs a run of escalation scenarios"):
         csfpk.plot.escalation_summary(csfpk.compare("osimertinib", {"qd": csfpk.Regimen.every(amt=80, ii=24, n=3)},
                                                     population=csfpk.Population(n=3), t_end=96))
+
+
+def test_compare_takes_escalations_as_regimens():
+    pop = csfpk.Population(n=3, seed=11)
+    got = csfpk.compare("pemetrexed", {"seed rule": ESC}, population=pop, t_end=T_END, dt=DT)
+    want = run([scenario(n=3, pd=PD)], progress=False)
+    pd.testing.assert_frame_equal(got.metrics, want.metrics, check_exact=True)
+    pd.testing.assert_frame_equal(got.doses(got.scenarios[0]["id"]), want.doses(want.scenarios[0]["id"]),
+                                  check_exact=True)
+    with pytest.raises(ParameterError, match=r"regimens\['x'\] = 3 is not a Regimen or an Escalation"):
+        csfpk.compare("pemetrexed", {"x": 3}, population=pop)
