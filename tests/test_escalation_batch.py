@@ -296,15 +296,19 @@ def test_sweep_regimens_become_escalations():
     assert mtx.escalation.levels == (12.0,) and mtx.drug.name == "methotrexate" and mtx.window == "span"
 
 
-def test_per_kg_escalation_scales_with_each_subjects_weight():
+def test_per_kg_and_per_m2_doses_scale_with_each_subjects_size():
     d = doc(4)
-    d["populations"]["default"]["covariates"] = {"weight": [70, 0.2]}
-    d["grid"] = [{"drugs": ["pemetrexed"], "regimens": ["perkg"]}]
+    d["populations"]["default"]["covariates"] = {"weight": [70, 0.2], "bsa": [1.8, 0.1]}
+    d["regimens"]["m2"] = {"route": "it_lumbar", "amt": "6 mg/m2", "ii": "1w", "n": 5, "pd": True, "source": "t"}
+    d["grid"] = [{"drugs": ["pemetrexed"], "regimens": ["perkg", "m2"]}]
     res = sweep_from_dict(d).run(progress=False)
-    w = res.metrics.weight_kg.to_numpy()
-    assert np.ptp(w) > 0
+    rows = res.scenario_metrics(res.scenarios[0]["id"])
+    w, bsa = rows.weight_kg.to_numpy(), rows.bsa_m2.to_numpy()
+    assert np.ptp(w) > 0 and np.ptp(bsa) > 0
     doses = res.doses(res.scenarios[0]["id"]).dose_mg.to_numpy().reshape(4, 5)
     np.testing.assert_allclose(doses, w[:, None] * np.array([0.2, 0.3, 0.4, 0.4, 0.4])[None, :], rtol=1e-12)
+    fixed = res.doses(res.scenarios[1]["id"]).dose_mg.to_numpy().reshape(4, 5)
+    np.testing.assert_allclose(fixed, 6.0 * bsa[:, None] * np.ones(5), rtol=1e-12)
 
 
 @pytest.mark.parametrize("change, message", [
