@@ -233,7 +233,8 @@ def _cmd_plot(args):
     """Verify the run folder, write its figures and list them."""
     paths = write_figures(args.run_dir, args.out, fmt=args.fmt)
     folder = os.path.dirname(paths[0]) if paths else args.out
-    print(f"wrote {len(paths)} figure{'' if len(paths) == 1 else 's'} to {folder}/: " + ", ".join(os.path.basename(p) for p in paths))
+    names = ", ".join(os.path.basename(p) for p in paths)
+    print(f"wrote {len(paths)} figure{'' if len(paths) == 1 else 's'} to {folder}/: {names}")
     return 0
 
 

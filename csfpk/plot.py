@@ -584,8 +584,9 @@ def summary_figure(source):
 
     CSF Cavg,ss (or Cavg over the run's window) against the target; for intrathecal runs (per
     injection window) the time ≥ target per injection instead, since an average of bolus pulses
-    says nothing about the target; for escalation runs ``escalation_summary``. Boxes span the 25th–75th percentile of the per-subject values,
-    whiskers the 5th–95th, the thick tick is the median; the title names the metric and the window.
+    says nothing about the target; for escalation runs ``escalation_summary``. Boxes span the
+    25th–75th percentile of the per-subject values, whiskers the 5th–95th, the thick tick is the
+    median; the title names the metric and the window.
     """
     run = as_run(source)
     if is_escalation(run):

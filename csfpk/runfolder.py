@@ -66,7 +66,8 @@ SUMMARY_PNG = "summary.png"
 SCENARIOS = "scenarios"
 FORMAT_ENTRIES = (MANIFEST, SUMMARY, CURVES_SUMMARY, SUMMARY_PNG, SCENARIOS, LOCK)
 _KEY = re.compile(r"^[A-Za-z0-9_.\-]{1,120}$")
-_TEMP = re.compile(r"^\.(metrics|curves|doses|chunk|manifest|summary|curves_summary)-\d*-?[A-Za-z0-9_]+\.(parquet|npy|json|csv|png)$")
+_TEMP = re.compile(r"^\.(metrics|curves|doses|chunk|manifest|summary|curves_summary)-\d*-?[A-Za-z0-9_]+"
+                   r"\.(parquet|npy|json|csv|png)$")
 # Test hooks (tests/test_runfolder.py): stop the process with SIGKILL after N finished chunks, or
 # pause it while the Nth chunk's metrics file is still a temporary (the process prints a line first).
 STOP_AFTER_CHUNKS = "CSFPK_TEST_STOP_AFTER_CHUNKS"

@@ -185,7 +185,8 @@ def _check_escalation(scn):
     scn.pd.slope(scn.drug.name)  # the drug needs a drug-effect slope
     if not isinstance(scn.marrow_iiv, bool):
         raise ParameterError(f"marrow_iiv = {scn.marrow_iiv!r} is not allowed; expected True or False")
-    if isinstance(scn.substeps, bool) or not isinstance(scn.substeps, (int, np.integer)) or not 1 <= scn.substeps <= 100:
+    sub = scn.substeps
+    if isinstance(sub, bool) or not isinstance(sub, (int, np.integer)) or not 1 <= sub <= 100:
         raise ParameterError(f"substeps = {scn.substeps!r} is not allowed; expected an integer in [1, 100]")
     times = [r.time for r in scn.regimen.doses()]
     if times != list(esc.times):

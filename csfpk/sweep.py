@@ -135,7 +135,8 @@ def _regimen(where, rid, t, t_end):
         raise SweepError(f"{where}: source = {t['source']!r}; expected text naming where the regimen comes from")
     pd_flag = t.get("pd", False)
     if not isinstance(pd_flag, bool):
-        raise SweepError(f"{where}: pd = {pd_flag!r} is not allowed; expected true (simulate myelosuppression) or false")
+        raise SweepError(f"{where}: pd = {pd_flag!r} is not allowed; expected true (simulate myelosuppression) "
+                         "or false")
     if "escalation" in t:
         if "pd" in t and not pd_flag:
             raise SweepError(f"{where}: pd = false conflicts with escalation (an escalation always simulates the "

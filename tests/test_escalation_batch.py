@@ -139,7 +139,8 @@ def test_run_folder_stores_verified_dose_timelines(reference, tmp_path):
     pd.testing.assert_frame_equal(sorted_rows(loaded), sorted_rows(reference), check_exact=True)
     files = sorted(out.glob("scenarios/*/doses-*.parquet"))
     assert len(files) == 3 * 2  # 3 scenarios x 2 chunks of 4 subjects
-    side = json.loads(files[0].with_name(files[0].name.replace("doses", "chunk").replace("parquet", "json")).read_text())
+    sidecar = files[0].with_name(files[0].name.replace("doses", "chunk").replace("parquet", "json"))
+    side = json.loads(sidecar.read_text())
     assert side["doses_sha256"] == runfolder.sha256_file(files[0])
     df = pd.read_parquet(files[0])
     df.loc[0, "dose_mg"] += 5.0  # a changed dose timeline is refused by name
@@ -170,7 +171,8 @@ def test_summary_columns_are_the_shares_of_the_rows(reference):
     assert 0 < seed.grade3_leukocytes_pct < 100 and seed.final_dose_levels.count(";") >= 1  # not all-or-none
     table = reference.table
     assert {"G≥3 leukopenia %", "G≥3 thrombocytopenia %", "G≥3 any %", "final dose levels"} <= set(table.columns)
-    assert any(line.startswith("grades: CTCAE v4.03 grade >= 3, worst over the whole span 0–") for line in reference.notes)
+    grades = "grades: CTCAE v4.03 grade >= 3, worst over the whole span 0–"
+    assert any(line.startswith(grades) for line in reference.notes)
 
 
 def test_typical_subject_has_no_marrow_or_pk_variability(reference):
@@ -372,8 +374,8 @@ def test_escalation_summary_figure(reference):
     a, b = fig.axes[:2]
     assert len(a.patches) == 4 * 3  # four lineage bars per regimen
     widths = sorted(p.get_width() for p in a.patches)
-    assert widths[-1] == pytest.approx(max(reference.summary[[f"grade3_{k}_pct" for k in
-                                                              ("leukocytes", "neutrophils", "platelets", "any")]].max()))
+    shares = reference.summary[[f"grade3_{k}_pct" for k in ("leukocytes", "neutrophils", "platelets", "any")]]
+    assert widths[-1] == pytest.approx(shares.to_numpy().max())
     assert sum(p.get_width() for p in b.patches) == pytest.approx(300.0)  # each regimen's final-dose bar sums to 100 %
     with pytest.raises(ParameterError, match=r"escalation_summary needs a run of escalation scenarios"):
         csfpk.plot.escalation_summary(csfpk.compare("osimertinib", {"qd": csfpk.Regimen.every(amt=80, ii=24, n=3)},
