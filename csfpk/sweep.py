@@ -374,9 +374,13 @@ def sweep_from_dict(doc, *, where="sweep", n=None, seed=None, load_drug=None, ph
         raise SweepError(f"{where}: the grid gives no scenarios")
     kinds = {s.escalation is not None for s in scenarios}
     if len(kinds) > 1:
-        esc_ids = sorted({rid for rid, r in regimens.items() if r[4] is not None})
-        raise SweepError(f"{where}: regimens {esc_ids} (escalation or pd = true) and exposure-only regimens are in "
-                         "one sweep; their rows and summaries differ, so put them in two sweep files")
+        used = {s.regimen_name: s.escalation is not None for s in scenarios}
+        esc = sorted(r for r, e in used.items() if e)
+        exposure = sorted(r for r, e in used.items() if not e)
+        kinds = ("give exposure metrics", "have escalation or pd = true")
+        few, many = ((exposure, esc), kinds) if len(exposure) <= len(esc) else ((esc, exposure), kinds[::-1])
+        raise SweepError(f"{where}: regimens {few[0]} {many[0]} and the {len(few[1])} others {many[1]}; a sweep "
+                         "holds one kind (their rows and summaries differ): put them in two sweep files")
     for s in scenarios:  # compile schedules now: every error surfaces before any work
         try:
             prepare(s)

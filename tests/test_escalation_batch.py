@@ -330,7 +330,7 @@ def test_per_kg_and_per_m2_doses_scale_with_each_subjects_size():
      r"\[regimens.mtx\]: pd = true needs boluses of one dose \(got doses \[12.0, 15.0\] mg\)"),
     (lambda d: d["regimens"].update(plain={"amt": 12, "ii": "1w", "route": "it_lumbar", "source": "t"})
      or d["grid"].append({"drugs": ["methotrexate"], "regimens": ["plain"]}),
-     r"regimens \['esc', 'mtx', 'perkg'\] \(escalation or pd = true\) and exposure-only regimens are in one sweep"),
+     r"regimens \['plain'\] give exposure metrics and the 3 others have escalation or pd = true; a sweep holds one"),
     (lambda d: d.update(window="ss"),
      r"\[\[grid\]\] #1: pemetrexed / \[regimens.esc\]: window = 'ss' is not allowed for an escalation scenario"),
     (lambda d: d["grid"][0].update(drugs=["osimertinib"]),
