@@ -378,3 +378,23 @@ def test_methotrexate_file_carries_the_calibration_it_validation_reproduces():
     drug = csfpk.load_drug("methotrexate")
     for key in mod.FITTED:
         assert res.estimates[key] == pytest.approx(getattr(drug.csf, key.split(".")[1]), rel=0.01), key
+
+
+def test_methotrexate_marrow_slope_reproduces_its_derivation():
+    """params/pd/NOTES.md section 7: the MTX slope is the one at which a typical adult on 15 mg MTX weekly (IV/SC
+    bolus, 26 weeks) has a WBC nadir of f x baseline, f chosen so that the share of virtual patients below the LLN
+    rises by the 1.17 points of leucopenia in the RA meta-analysis (Vanni 2019). Recomputed here from the PD file's
+    baseline, its IIV and its LLN, so an edited slope, CV or threshold that breaks the derivation fails."""
+    from scipy.stats import norm
+
+    pd = load_myelosuppression()
+    leu = pd.lineages["leukocytes"]
+    omega = math.sqrt(math.log1p(pd.iiv["leukocytes"]["Circ0"] ** 2))
+    lln = leu.thresholds[0]
+    below = norm.cdf(math.log(lln / leu.circ0) / omega)
+    f = lln / (leu.circ0 * math.exp(norm.ppf(below + 0.0117) * omega))
+    assert 0.95 < f < 0.97
+    res = csfpk.simulate("methotrexate", Regimen.every(15, 168, 26, route="iv"), t_end=26 * 168, dt=0.25,
+                         csf_layout="none")
+    nadir = counts_along(res.times, res.conc("plasma"), leu, pd.slope("methotrexate")).min() / leu.circ0
+    assert nadir == pytest.approx(f, abs=0.002)
