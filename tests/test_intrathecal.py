@@ -398,3 +398,26 @@ def test_methotrexate_marrow_slope_reproduces_its_derivation():
                          csf_layout="none")
     nadir = counts_along(res.times, res.conc("plasma"), leu, pd.slope("methotrexate")).min() / leu.circ0
     assert nadir == pytest.approx(f, abs=0.002)
+
+
+def test_observation_row_with_measured_plasma_clearance(tmp_path):
+    """A row's plasma_cl_L_h_m2 (the study's own measured clearance) replaces the BSA-scaled CL of the drug file,
+    and a bad value is refused in one line naming the row and the column."""
+    from csfpk import observations
+    from csfpk.errors import ObservationError
+
+    df = observations.load().set_index("row_id", drop=False)
+    phys, drug = csfpk.load_physiology("adult"), csfpk.load_drug("methotrexate")
+    row = df.loc["MTX-03"]  # Evans 1983: 98.3 mL/min/m2 in the same children
+    assert row.plasma_cl_L_h_m2 == pytest.approx(98.3 * 60 / 1000, rel=1e-3)
+    assert observations.covariates(row, drug, phys)["plasma.CL"] == pytest.approx(row.plasma_cl_L_h_m2 * row.bsa_m2)
+    scaled = observations.covariates(row.drop("plasma_cl_L_h_m2"), drug, phys)["plasma.CL"]
+    assert scaled == pytest.approx(drug.plasma.CL * row.bsa_m2 / phys.bsa_m2)
+    # CSF at the end of a 24-h IV infusion follows the plasma steady state: 1/CL
+    pred, pred_scaled = (observations.predict(r, drug, phys) for r in (row, row.drop("plasma_cl_L_h_m2")))
+    assert pred / pred_scaled == pytest.approx(scaled / (row.plasma_cl_L_h_m2 * row.bsa_m2), rel=0.05)
+    bad = df.reset_index(drop=True)
+    bad.loc[bad.row_id == "MTX-03", "plasma_cl_L_h_m2"] = -1.0
+    bad.to_csv(tmp_path / "bad.csv", index=False)
+    with pytest.raises(ObservationError, match="row MTX-03: plasma_cl_L_h_m2 = -1.0 is not allowed"):
+        observations.load(tmp_path / "bad.csv")
