@@ -33,6 +33,8 @@ def cases():
     return [
         ("lorlatinib", csfpk.load_drug("lorlatinib"), csfpk.Regimen.every(amt=100, ii=24, n=7),
          csfpk.Population(n=5, seed=11), {}),
+        ("gefitinib", csfpk.load_drug("gefitinib"), csfpk.Regimen.every(amt=1250, ii=24, n=7),
+         csfpk.Population(n=5, seed=12, penetration="range"), {}),
         ("michaelis-menten", mm_drug(), csfpk.Regimen.every(amt=150, ii=24, n=7),
          csfpk.Population(n=5, seed=13), {"method": "adaptive"}),
     ]
@@ -71,14 +73,25 @@ def test_subject_i_equals_simulate(label, drug, regimen, pop, kw):
 
 
 def test_per_subject_nonlinear_terms_follow_the_subject():
-    """CL_induced moves with CL (one η, Chen 2021)."""
-    from csfpk._kernels.codes import NL_DCL
+    """CL_induced moves with CL (one η, Chen 2021) and gefitinib's half-saturation amount K_u·V1/fu with V1, fu."""
+    from csfpk._kernels.codes import NL_ASAT, NL_DCL, NL_KIN
     from csfpk.model import VARYING, nonlinear_parameters, rate_matrices
 
     lor = csfpk.load_drug("lorlatinib")
     p = csfpk.Population(n=50, seed=3).sample(lor, 0, 50)
     np.testing.assert_allclose(p["CL_induced"] / p["CL"], lor.plasma.CL_induced / lor.plasma.CL, rtol=1e-14)
+    gef = csfpk.load_drug("gefitinib")
     phys = csfpk.load_physiology("adult")
+    q = csfpk.Population(n=20, seed=4, penetration="range").sample(gef, 0, 20)
+    values = {k: q[k] for k in VARYING if k in q}
+    model = csfpk.build_model(gef)
+    Ks = rate_matrices(gef, phys, "single", values)
+    nls = nonlinear_parameters(gef, "single", model.states, Ks, values)
+    for i in (0, 7, 19):
+        one = csfpk.build_model(gef.replace(**subject_drug_changes(q, i)))
+        np.testing.assert_array_equal(nls[i], one.nl)
+        np.testing.assert_array_equal(Ks[i], one.K)
+    assert np.ptp(nls[:, NL_ASAT]) > 0 and np.ptp(nls[:, NL_KIN]) > 0
     lnl = nonlinear_parameters(lor, "single", csfpk.build_model(lor).states,
                                rate_matrices(lor, phys, "single", {k: p[k] for k in VARYING if k in p}),
                                {k: p[k] for k in VARYING if k in p})
