@@ -247,5 +247,10 @@ def test_method_is_checked_resolved_and_recorded():
     assert [s.solver for s in sw.scenarios] == ["adaptive", "adaptive"]
     with pytest.raises(SweepError, match=r"method = 'rodas' is not allowed"):
         sweep_from_dict({**doc, "method": "rodas"})
+    tol = sweep_from_dict({**doc, "rtol": 1e-6, "atol": 1e-9})
+    assert [(s.rtol, s.atol) for s in tol.scenarios] == [(1e-6, 1e-9)] * 2
+    assert tol.scenarios[0].record()["solver"]["rtol"] == 1e-6 and tol.scenarios[0].key != sw.scenarios[0].key
+    with pytest.raises(SweepError, match=r"atol = -1 is not allowed"):
+        sweep_from_dict({**doc, "atol": -1})
     with pytest.raises(SweepError, match=r"lorlatinib / a: method = 'exact' needs a linear"):
         sweep_from_dict({**doc, "method": "exact"})
