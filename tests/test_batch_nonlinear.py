@@ -141,10 +141,16 @@ def test_exact_mode_reads_metrics_off_a_fine_grid_and_says_so(tmp_path):
     pop = csfpk.Population(n=3, seed=11)
     s = scenario(drug, regimen, pop, metrics="exact")
     assert s.metrics_grid_h == metrics.NONLINEAR_STEP_H
-    res = run([s], tmp_path / "run", progress=False)
+    res = run([s], tmp_path / "run", progress=False, curves=True)
     df = res.metrics
     params = pop.sample(drug, 0, pop.n)
+    rec = res.scenarios[0]
+    cur = np.load(tmp_path / "run" / "scenarios" / rec["key"] / "curves-000000.npy")  # (subjects, 169 hourly rows, outputs)
     for i in range(pop.n):
+        hourly, _ = reference(drug, regimen, s, i, params)
+        for j, o in enumerate(("plasma", "plasma_unbound", "csf")):  # the curves are the regular grid's samples
+            np.testing.assert_allclose(cur[i, :, j], metrics.mg_per_L_to_nM(hourly.conc(o), drug.molecular_weight),
+                                       rtol=1e-6)
         _, fine = reference(drug, regimen, s, i, params, dt=0.002)
         for o in ("plasma", "csf"):
             for k in ("auc", "cavg", "cmax", "trough"):
