@@ -157,9 +157,9 @@ def test_exact_mode_reads_metrics_off_a_fine_grid_and_says_so(tmp_path):
                 assert df[f"{o}_{k}_ss"].iloc[i] == pytest.approx(fine[o][k], rel=1e-4), (i, o, k)
             assert df[f"{o}_tmax_ss"].iloc[i] == pytest.approx(fine[o]["tmax"], abs=0.01)
     man = json.loads((tmp_path / "run" / "manifest.json").read_text())
-    assert man["scenarios"][0]["solver"] == {"method": "auto", "used": "stiff", "rtol": 1e-8, "atol": 1e-12,
+    assert man["scenarios"][0]["solver"] == {"method": "auto", "used": s.solver, "rtol": 1e-8, "atol": 1e-12,
                                              "metrics_grid_h": 0.01}
-    assert "inside the window" in res.summary.metrics_text[0] and res.summary.solver_text[0].startswith("stiff")
+    assert "inside the window" in res.summary.metrics_text[0] and res.summary.solver_text[0].startswith(s.solver)
 
 
 # ----------------------------------------------------------------------------- reproducibility
