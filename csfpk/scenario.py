@@ -28,7 +28,7 @@ import numpy as np
 
 from .drug import Drug
 from .errors import ParameterError
-from .metrics import NONLINEAR_STEP_H
+from .metrics import NONLINEAR_MAX_SAMPLES, NONLINEAR_STEP_H
 from .model import build_model
 from .physiology import Physiology, load_physiology
 from .population import Population
@@ -138,10 +138,13 @@ class Scenario(PicklesMappings):
     @property
     def metrics_grid_h(self):
         """Step (h) of the grid the metrics are read off: None for exact metrics, ``dt`` for grid metrics,
-        ``NONLINEAR_STEP_H`` inside each window for exact metrics of a nonlinear model."""
+        ``NONLINEAR_STEP_H`` inside each window for exact metrics of a nonlinear model (coarser for spans
+        longer than ``NONLINEAR_MAX_SAMPLES`` such steps, ``csfpk.metrics``)."""
         if self.metrics == "grid":
             return self.dt
-        return None if self.solver == "exact" else min(NONLINEAR_STEP_H, self.dt)
+        if self.solver == "exact":
+            return None
+        return min(max(NONLINEAR_STEP_H, self.t_end / NONLINEAR_MAX_SAMPLES), self.dt)
 
     @property
     def key(self):

@@ -260,3 +260,15 @@ def test_method_is_checked_resolved_and_recorded():
         sweep_from_dict({**doc, "atol": -1})
     with pytest.raises(SweepError, match=r"lorlatinib / a: method = 'exact' needs a linear"):
         sweep_from_dict({**doc, "method": "exact"})
+
+
+def test_fine_metric_grid_is_bounded_over_long_spans():
+    lor = csfpk.load_drug("lorlatinib")
+    pop = csfpk.Population(n=1)
+    short = Scenario(lor, csfpk.Regimen.every(amt=100, ii=24, n=28), pop, t_end=672.0)
+    long = Scenario(lor, csfpk.Regimen.every(amt=100, ii=24, n=182), pop, t_end=4368.0, window="span")
+    assert short.metrics_grid_h == metrics.NONLINEAR_STEP_H
+    assert long.metrics_grid_h == pytest.approx(4368.0 / metrics.NONLINEAR_MAX_SAMPLES)
+    from csfpk.batch import prepare
+
+    assert prepare(long).samples.size <= metrics.NONLINEAR_MAX_SAMPLES + 4368 + 200  # fine grid + hourly + doses
