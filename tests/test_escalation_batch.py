@@ -332,9 +332,9 @@ def test_per_kg_and_per_m2_doses_scale_with_each_subjects_size():
      or d["grid"].append({"drugs": ["methotrexate"], "regimens": ["plain"]}),
      r"regimens \['plain'\] give exposure metrics and the 3 others have escalation or pd = true; a sweep holds one"),
     (lambda d: d.update(window="ss"),
-     r"\[\[grid\]\] #1: pemetrexed / \[regimens.esc\]: window = 'ss' is not allowed for an escalation scenario"),
+     r"\[\[grid\]\] #1: pemetrexed / esc 10->50: window = 'ss' is not allowed for an escalation scenario"),
     (lambda d: d["grid"][0].update(drugs=["osimertinib"]),
-     r"\[\[grid\]\] #1: osimertinib / \[regimens.esc\]: no myelosuppression drug effect for 'osimertinib'"),
+     r"\[\[grid\]\] #1: osimertinib / esc 10->50: no myelosuppression drug effect for 'osimertinib'"),
 ])
 def test_bad_sweep_escalations_name_file_field_and_value(change, message):
     d = doc()
