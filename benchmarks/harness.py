@@ -21,7 +21,7 @@ from .workloads import make_workloads
 ADAPTIVE_TOL = {"rtol": 1e-8, "atol": 1e-12}  # every adaptive tool, csfpk's included (atol in mg)
 LINEAR_TOOLS = ("csfpk-exact", "csfpk-dopri5", "scipy-LSODA", "scipy-BDF", "scipy-RK45", "scipy-odeint",
                 "numbalsoda", "roadrunner")
-NONLINEAR_TOOLS = ("csfpk-rodas", "csfpk-dopri5", "scipy-LSODA", "scipy-BDF", "scipy-RK45", "scipy-odeint",
+NONLINEAR_TOOLS = ("csfpk-auto", "csfpk-dopri5", "csfpk-rodas", "scipy-LSODA", "scipy-BDF", "scipy-RK45", "scipy-odeint",
                    "numbalsoda", "roadrunner")
 REQUIRED_KEYS = ("workload", "tool", "n", "median_s", "subjects_per_s", "ratio_to_csfpk", "max_rel_err",
                  "extrapolated")
@@ -294,7 +294,7 @@ def markdown(records, notes):
              "against the exact solution (nonlinear: scipy Radau rtol "
              f"{st['radau_tol']['rtol']:g}, atol {st['radau_tol']['atol']:g}, first "
              f"{st['reference_subjects_nonlinear']} subject(s)). `×csfpk` = tool time / csfpk time, same workload and N "
-             "(csfpk-exact; nonlinear: csfpk-rodas). *italic* = extrapolated from the largest measured N."), ""]
+             "(csfpk-exact; nonlinear: csfpk-auto). *italic* = extrapolated from the largest measured N."), ""]
     for wname, desc in notes["workloads"].items():
         lines += [f"## {wname}: {desc}", ""]
         if wname in notes["workload_notes"]:

@@ -19,7 +19,8 @@ from .schedule import build_timeline
 from .status import Status
 from .units import body_size, hours
 
-METHODS = ("auto", "exact", "adaptive", "stiff")
+METHODS = ("auto", "exact", "adaptive", "dop853", "stiff", "switching")
+_KERNEL_METHOD = {"adaptive": codes.DOPRI5, "dop853": codes.DOP853, "stiff": codes.RODAS, "switching": codes.AUTO}
 _DEFAULT_TAIL_H = 168.0
 MAX_OUTPUT_ROWS = limits.MAX_OUTPUT_ROWS
 
@@ -62,10 +63,12 @@ def output_grid(t_end, dt):
 
 
 def choose_method(model, method):
+    """The method that runs: ``"auto"`` is ``"exact"`` for a linear model, else ``"switching"`` (an explicit pair
+    with stiffness detection, Rodas4 only while the problem is stiff: ``csfpk._kernels.autoswitch``)."""
     if method not in METHODS:
         raise ParameterError(f"method = {method!r} is not allowed; expected one of {METHODS}")
     if method == "auto":
-        return "exact" if model.linear else "stiff"
+        return "exact" if model.linear else "switching"
     if method == "exact" and not model.linear:
         raise ParameterError(
             f"method = 'exact' needs a linear time-invariant model; {model.name} has Michaelis–Menten or "
@@ -106,7 +109,7 @@ def _solve(model, regimen, times, *, method, record_outputs, rtol, atol, max_ste
 
         _check_tol(rtol, atol)
         counts = np.zeros(codes.N_STATS, dtype=np.int64)
-        code = adaptive.run_subject(np.int64(codes.DOPRI5 if method == "adaptive" else codes.RODAS), K,
+        code = adaptive.run_subject(np.int64(_KERNEL_METHOD[method]), K,
                                     model.nl.astype(np.float64), tl.kind, tl.time, tl.cmt, tl.value, float(rtol),
                                     float(atol), np.int64(max_steps), out, counts)
         stats = {name: int(counts[slot]) for name, slot in codes.STATS.items()}
@@ -143,8 +146,10 @@ def simulate(drug, regimen, t_end=None, dt=1.0, *, method="auto", csf_layout="si
         Doses after ``t_end`` are not expanded (they change no output). The output size is checked
         before any work (``check_size``).
     dt : output step, h or a duration string. A sample at a dose time is the pre-dose value.
-    method : ``"auto"`` (exact for linear models, else stiff), ``"exact"`` (matrix exponential),
-        ``"adaptive"`` (Dormand–Prince 5(4)), ``"stiff"`` (Rosenbrock).
+    method : ``"auto"`` (exact for linear models, else switching), ``"exact"`` (matrix exponential),
+        ``"adaptive"`` (Dormand–Prince 5(4)), ``"dop853"`` (Dormand–Prince 8(5,3)), ``"stiff"`` (Rodas4,
+        Rosenbrock), ``"switching"`` (DOP853 at rtol ≤ 1e-7, else Dormand–Prince 5(4), with Hairer's stiffness
+        test, handing over to Rodas4 while the problem is stiff and back).
     csf_layout : ``"single"``, ``"regional"`` or ``"none"`` (ignored when ``drug`` is a Model).
     physiology : a ``Physiology``; default ``load_physiology("adult")``.
     rtol, atol : tolerances of the adaptive methods (relative; absolute in mg).
