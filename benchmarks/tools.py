@@ -17,7 +17,7 @@ import importlib.util
 
 import numpy as np
 
-from csfpk._kernels.codes import AUTO, DOP853, DOPRI5, NL_CENTRAL, NL_KM, NL_SINK, NL_V1, NL_VMAX, RODAS
+from csfpk._kernels.codes import AUTO, DOPRI5, NL_CENTRAL, NL_KM, NL_SINK, NL_V1, NL_VMAX, RODAS
 
 MAX_STEPS = 10_000_000
 
@@ -60,10 +60,6 @@ def csfpk_dopri5(w, Ks, nls, tol, out=None):
 
 def csfpk_rodas(w, Ks, nls, tol, out=None):
     return _csfpk_adaptive(RODAS, w, Ks, nls, tol, out)
-
-
-def csfpk_dop853(w, Ks, nls, tol, out=None):
-    return _csfpk_adaptive(DOP853, w, Ks, nls, tol, out)
 
 
 def csfpk_auto(w, Ks, nls, tol, out=None):
@@ -307,7 +303,6 @@ TOOLS = {
     "csfpk-dopri5": csfpk_dopri5,
     "csfpk-rodas": csfpk_rodas,
     "csfpk-auto": csfpk_auto,
-    "csfpk-dop853": csfpk_dop853,
     "scipy-LSODA": scipy_lsoda,
     "scipy-BDF": scipy_bdf,
     "scipy-RK45": scipy_rk45,
@@ -315,4 +310,4 @@ TOOLS = {
     "numbalsoda": numbalsoda_lsoda,
     "roadrunner": roadrunner_cvode,
 }
-CSFPK_TOOLS = ("csfpk-exact", "csfpk-dopri5", "csfpk-rodas", "csfpk-auto", "csfpk-dop853")
+CSFPK_TOOLS = ("csfpk-exact", "csfpk-dopri5", "csfpk-rodas", "csfpk-auto")

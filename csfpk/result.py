@@ -16,7 +16,7 @@ class SimulationResult:
     times : output times, h.
     amounts : state amounts, mg, shape (len(times), n_states), states as ``model.states``.
     model : the compiled ``Model``.
-    method : solver used (``"exact"``, ``"adaptive"``, ``"dop853"``, ``"stiff"`` or ``"switching"``).
+    method : solver used (``"exact"``, ``"adaptive"``, ``"stiff"`` or ``"switching"``).
     doses : (time h, state index, amount mg) of each dose actually given (after F and lag).
     regimen : the ``Regimen`` simulated.
     stats : step counts of the adaptive methods, summed over the run (None for ``"exact"``, which

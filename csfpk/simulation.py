@@ -19,8 +19,8 @@ from .schedule import build_timeline
 from .status import Status
 from .units import body_size, hours
 
-METHODS = ("auto", "exact", "adaptive", "dop853", "stiff", "switching")
-_KERNEL_METHOD = {"adaptive": codes.DOPRI5, "dop853": codes.DOP853, "stiff": codes.RODAS, "switching": codes.AUTO}
+METHODS = ("auto", "exact", "adaptive", "stiff", "switching")
+_KERNEL_METHOD = {"adaptive": codes.DOPRI5, "stiff": codes.RODAS, "switching": codes.AUTO}
 _DEFAULT_TAIL_H = 168.0
 MAX_OUTPUT_ROWS = limits.MAX_OUTPUT_ROWS
 
@@ -63,7 +63,7 @@ def output_grid(t_end, dt):
 
 
 def choose_method(model, method):
-    """The method that runs: ``"auto"`` is ``"exact"`` for a linear model, else ``"switching"`` (an explicit pair
+    """The method that runs: ``"auto"`` is ``"exact"`` for a linear model, else ``"switching"`` (Dormand–Prince
     with stiffness detection, Rodas4 only while the problem is stiff: ``csfpk._kernels.autoswitch``)."""
     if method not in METHODS:
         raise ParameterError(f"method = {method!r} is not allowed; expected one of {METHODS}")
@@ -147,9 +147,8 @@ def simulate(drug, regimen, t_end=None, dt=1.0, *, method="auto", csf_layout="si
         before any work (``check_size``).
     dt : output step, h or a duration string. A sample at a dose time is the pre-dose value.
     method : ``"auto"`` (exact for linear models, else switching), ``"exact"`` (matrix exponential),
-        ``"adaptive"`` (Dormand–Prince 5(4)), ``"dop853"`` (Dormand–Prince 8(5,3)), ``"stiff"`` (Rodas4,
-        Rosenbrock), ``"switching"`` (DOP853 at rtol ≤ 1e-7, else Dormand–Prince 5(4), with Hairer's stiffness
-        test, handing over to Rodas4 while the problem is stiff and back).
+        ``"adaptive"`` (Dormand–Prince 5(4)), ``"stiff"`` (Rodas4, Rosenbrock), ``"switching"`` (Dormand–Prince
+        5(4) with Hairer's stiffness test, handing over to Rodas4 while the problem is stiff and back).
     csf_layout : ``"single"``, ``"regional"`` or ``"none"`` (ignored when ``drug`` is a Model).
     physiology : a ``Physiology``; default ``load_physiology("adult")``.
     rtol, atol : tolerances of the adaptive methods (relative; absolute in mg).

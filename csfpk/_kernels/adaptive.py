@@ -20,8 +20,7 @@ import numpy as np
 from numba import njit, prange
 
 from .autoswitch import auto_segment
-from .codes import AUTO, BOLUS, DOP853, DOPRI5, N_SWITCH, NONFINITE, OBS, OK, RATE, RESET, UNSUPPORTED
-from .dop853 import dop853_segment
+from .codes import AUTO, BOLUS, DOPRI5, N_SWITCH, NONFINITE, OBS, OK, RATE, RESET, UNSUPPORTED
 from .dopri5 import dopri5_segment
 from .exact import apply_simple
 from .rosenbrock import rodas_segment
@@ -65,8 +64,6 @@ def run_subject(method, K, nl, kind, time, cmt, value, rtol, atol, max_steps, ou
                 continue
             if method == DOPRI5:
                 status, h = dopri5_segment(t, t_target, x, K, r, nl, rtol, atol, h, tobs, xobs, max_steps, stats)
-            elif method == DOP853:
-                status, h = dop853_segment(t, t_target, x, K, r, nl, rtol, atol, h, tobs, xobs, max_steps, stats)
             elif method == AUTO:
                 status, h = auto_segment(t, t_target, x, K, r, nl, rtol, atol, h, tobs, xobs, max_steps, stats,
                                          switch)

@@ -100,19 +100,18 @@ NL = {"NL_CENTRAL": NL_CENTRAL, "NL_SINK": NL_SINK, "NL_V1": NL_V1, "NL_VMAX": N
       "NL_DCL": NL_DCL, "NL_KIND": NL_KIND, "NL_CSF": NL_CSF, "NL_KIN": NL_KIN, "NL_ASAT": NL_ASAT}
 
 # ----------------------------------------------------------------------------- methods
-# ``adaptive.run_subject``'s ``method``: Dormand–Prince 5(4), Rodas4, an explicit pair with stiffness detection
-# switching to Rodas4 and back (``autoswitch``), DOP853
+# ``adaptive.run_subject``'s ``method``: Dormand–Prince 5(4), Rodas4, or Dormand–Prince with stiffness detection
+# switching to Rodas4 and back (``autoswitch``)
 DOPRI5 = 0
 RODAS = 1
 AUTO = 2
-DOP853 = 3
-METHODS = {"DOPRI5": DOPRI5, "RODAS": RODAS, "AUTO": AUTO, "DOP853": DOP853}
+METHODS = {"DOPRI5": DOPRI5, "RODAS": RODAS, "AUTO": AUTO}
 
 # ----------------------------------------------------------------------------- stiffness-switch state
 # switch[slot] (int64[N_SWITCH]) of ``dopri5.dopri5_steps`` / ``rosenbrock.rodas_steps``, kept per subject
 SW_DETECT = 0  # 1: test stiffness (and return STIFFNESS_SWITCH when the test says so); 0: never
 SW_STIFF = 1  # Dormand–Prince: stiff steps counted (dopri5.f IASTI)
 SW_NONSTIFF = 2  # successive non-stiff steps (dopri5.f NONSTI; in Rodas4 the steps towards switching back)
-SW_MODE = 3  # autoswitch: the method in use, RODAS or not (then the explicit pair; 0 for a new subject)
+SW_MODE = 3  # autoswitch: the method in use, DOPRI5 (0, a new subject) or RODAS
 N_SWITCH = 4
 SWITCH = {"SW_DETECT": SW_DETECT, "SW_STIFF": SW_STIFF, "SW_NONSTIFF": SW_NONSTIFF, "SW_MODE": SW_MODE}
