@@ -21,8 +21,8 @@ from .workloads import make_workloads
 ADAPTIVE_TOL = {"rtol": 1e-8, "atol": 1e-12}  # every adaptive tool, csfpk's included (atol in mg)
 LINEAR_TOOLS = ("csfpk-exact", "csfpk-dopri5", "scipy-LSODA", "scipy-BDF", "scipy-RK45", "scipy-odeint",
                 "numbalsoda", "roadrunner")
-NONLINEAR_TOOLS = ("csfpk-auto", "csfpk-dopri5", "csfpk-rodas", "scipy-LSODA", "scipy-BDF", "scipy-RK45", "scipy-odeint",
-                   "numbalsoda", "roadrunner")
+NONLINEAR_TOOLS = ("csfpk-auto", "csfpk-dopri5", "csfpk-rodas", "scipy-LSODA", "scipy-BDF", "scipy-RK45",
+                   "scipy-odeint", "numbalsoda", "roadrunner")
 REQUIRED_KEYS = ("workload", "tool", "n", "median_s", "subjects_per_s", "ratio_to_csfpk", "max_rel_err",
                  "extrapolated")
 ROOT = Path(__file__).resolve().parent.parent

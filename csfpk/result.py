@@ -23,8 +23,9 @@ class SimulationResult:
         takes no steps): ``steps_accepted``, ``steps_rejected`` (error too large, singular iteration
         matrix or overflow), ``rhs_evaluations``, ``lu_factorisations`` (Rodas4 steps only; 0 for
         ``"adaptive"``) and ``stiffness_switches`` (``"switching"``: hand-overs between Dormand–Prince and
-        Rodas4 either way; 0 for the other methods). Like diffrax's ``Solution.stats`` and scipy's ``nfev``/``nlu``: a measure of the
-        work done, and of stiffness when ``"adaptive"`` needs many more steps than ``"stiff"``.
+        Rodas4 either way; 0 for the other methods). Like diffrax's ``Solution.stats`` and scipy's
+        ``nfev``/``nlu``: a measure of the work done, and of stiffness when ``"adaptive"`` needs many more
+        steps than ``"stiff"``.
 
     Examples
     --------

@@ -11,7 +11,7 @@ import csfpk
 from csfpk._kernels import adaptive, codes
 from csfpk._kernels.autoswitch import auto_segment
 from csfpk._kernels.dopri5 import dopri5_segment
-from csfpk._kernels.rosenbrock import rodas_segment
+from csfpk._kernels.rosenbrock import _bound_spectral_radius, rodas_segment
 from csfpk.simulation import choose_method
 from oracles import radau_segment
 from test_kernels_adaptive import CENTRAL, assert_rel, make_nl, pk_matrix, run
@@ -95,6 +95,8 @@ def test_saturable_elimination_switches_both_ways_across_doses(rtol):
     assert stats["stiffness_switches"] >= 5, stats
     _, _, rodas = _run_subject(codes.RODAS, K, nl, tl, grid.size, rtol)
     assert stats["lu_factorisations"] < 0.6 * rodas["lu_factorisations"], (stats, rodas)
+    # and fewer steps than Rodas4 alone (dopri5.f's threshold 3.25 switches late: 15 734 steps at rtol 1e-8)
+    assert stats["steps_accepted"] < rodas["steps_accepted"], (stats, rodas)
     ref = np.zeros_like(out)
     x = np.zeros(5)
     for a, b in zip(doses, doses[1:] + (72.0,)):
@@ -164,3 +166,16 @@ def test_max_steps_bounds_both_methods_together():
     status, _, _, capped = run_auto(0.0, 48.0, x0, K, np.zeros(5), nl, 1e-8, max_steps=used - 1)
     assert status == codes.MAX_STEPS and capped["steps_accepted"] + capped["steps_rejected"] <= used - 1
     assert capped["stiffness_switches"] == 1  # the cap was reached in Rodas4, after the hand-over
+
+
+def test_rodas_bounds_the_spectral_radius_by_the_smaller_induced_norm():
+    """ρ(J) ≤ min(‖J‖₁, ‖J‖∞), both norms exact (compartment matrices and random ones)."""
+    rng = np.random.default_rng(7)
+    for _ in range(20):
+        K = pk_matrix(*(10.0 ** rng.uniform(-2, 3, 6)))
+        bound = _bound_spectral_radius(K)
+        assert bound == min(np.linalg.norm(K, 1), np.linalg.norm(K, np.inf))
+        assert np.abs(np.linalg.eigvals(K)).max() <= bound * (1 + 1e-12)
+        J = rng.standard_normal((4, 4))
+        assert _bound_spectral_radius(J) == pytest.approx(min(np.linalg.norm(J, 1), np.linalg.norm(J, np.inf)),
+                                                          rel=1e-15)

@@ -138,7 +138,8 @@ def rodas_steps(t0, t1, x, K, r, nl, rtol, atol, h, tobs, xobs, iobs, max_steps,
     bounds its spectral radius (OrdinaryDiffEq's auto-switching takes ‖J‖∞ as the Rosenbrock methods'
     eigenvalue estimate, ``calc_J``; the smaller of two induced norms is still a bound). Steps with
     h·ρ < ``NONSTIFF_TOL``·``boundary`` = 0.9 × the stability boundary on the negative real axis of the
-    explicit method that would take over (OrdinaryDiffEq ``AutoSwitch``: nonstifftol 9/10) add one to ``switch[SW_NONSTIFF]``, any other step clears it; after
+    explicit method that would take over (OrdinaryDiffEq ``AutoSwitch``: nonstifftol 9/10) add one to
+    ``switch[SW_NONSTIFF]``, any other step clears it; after
     ``NONSTIFF_STEPS`` = 4 in a row (``maxnonstiffstep`` = 3, switching on the 4th) the call returns
     ``STIFFNESS_SWITCH`` at the time reached: the explicit method would be stable at this step size.
     """
