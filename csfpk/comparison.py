@@ -16,8 +16,8 @@ from .units import hours
 
 
 def compare(drug, regimens, population=None, t_end="28d", *, dt=1.0, out=None, window=None, target_nM=None,
-            overrides=None, metrics="exact", chunk=None, curves=False, client=None, scheduler=None, overwrite=False,
-            progress=None):
+            overrides=None, metrics="exact", csf_layout="single", physiology=None, chunk=None, curves=False,
+            client=None, scheduler=None, overwrite=False, progress=None):
     """Simulate each regimen over the same virtual population and summarise exposure.
 
     Parameters
@@ -35,6 +35,11 @@ def compare(drug, regimens, population=None, t_end="28d", *, dt=1.0, out=None, w
     metrics : ``"exact"`` (default): exact, grid-free metrics of the linear model (AUC, Cmax/Tmax,
         time above target, trough; ``csfpk.metrics``); ``"grid"``: read off the output grid every
         ``dt`` h, as NCA on sampled data would.
+    csf_layout : ``"single"`` (one CSF compartment, output ``csf``), ``"regional"`` (outputs
+        ``csf_ventricles``, ``csf_cisterna``, ``csf_cranial``, ``csf_lumbar``, each with the metrics
+        of ``csf``; the ``it_lumbar`` and ``it_ventricular`` routes then differ) or ``"none"``.
+    physiology : a ``Physiology`` (``csfpk.load_physiology("adult_lm")``); default adult. Its
+        ``[iiv]`` table gives the CSF-side variability of the population.
     chunk, curves, client, scheduler, overwrite, progress : see ``csfpk.batch.run``.
 
     Returns
@@ -73,6 +78,7 @@ def compare(drug, regimens, population=None, t_end="28d", *, dt=1.0, out=None, w
         window = (hours(window[0], "window start"), hours(window[1], "window end"))
     scenarios = [Scenario(drug=drug, regimen=reg, population=population, t_end=t_end, dt=dt, regimen_name=str(label),
                           population_name=population.name, overrides=overrides or {}, target_nM=target_nM,
-                          window=window, metrics=metrics) for label, reg in regimens.items()]
+                          window=window, metrics=metrics, csf_layout=csf_layout, physiology=physiology)
+                 for label, reg in regimens.items()]
     return run(scenarios, out, chunk=chunk, curves=curves, client=client, scheduler=scheduler, overwrite=overwrite,
                progress=progress)
