@@ -195,6 +195,13 @@ OUTPUT_VOLUME = {"csf": "csf_volume", "csf_ventricles": "volume_ventricles", "cs
                  "csf_cranial": "volume_cranial", "csf_lumbar": "volume_lumbar"}
 
 
+def typical_value(drug, physiology, name):
+    """The file value of ``name`` (one of ``VARYING``): a physiology value, a CSF exchange or a plasma parameter."""
+    if name in PHYSIOLOGY_VARYING:
+        return float(getattr(physiology, name))
+    return float(getattr(drug.csf if name in ("penetration_ratio", "CL_in", "CL_out") else drug.plasma, name))
+
+
 def _add_flow(K, states, src, dst, k):
     """Add flow src → dst with rate constant k (1/h, one per subject) to every K[s]."""
     k = np.broadcast_to(np.asarray(k, dtype=float), (K.shape[0],))
@@ -334,9 +341,7 @@ def _graph(drug, physiology, csf_layout, values):
     def get(name):
         if name in values:
             return np.asarray(values[name], dtype=float)
-        source = physiology if name in PHYSIOLOGY_VARYING else csf if name in ("penetration_ratio", "CL_in",
-                                                                                  "CL_out") else p
-        return np.full(S, float(getattr(source, name)))
+        return np.full(S, typical_value(drug, physiology, name))
 
     n = len(states)
     ix = {st: i for i, st in enumerate(states)}
