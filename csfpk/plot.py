@@ -589,9 +589,12 @@ def summary_figure(source):
     """
     run = as_run(source)
     csf = run.csf_compartment() or "plasma"
+    # long regimen/population labels (a grid with several populations) leave a single column no room for the data
+    longest = max((len(str(x)) for x in run.select()["label"]), default=0)
+    width = DOUBLE_COLUMN_IN if longest > 24 else SINGLE_COLUMN_IN
     if f"{csf}_time_above_inj" in run.metric_names():
-        return comparison(run, f"{csf}_time_above_inj")
-    return comparison(run, f"{csf}_cavg")
+        return comparison(run, f"{csf}_time_above_inj", width=width)
+    return comparison(run, f"{csf}_cavg", width=width)
 
 
 # ----------------------------------------------------------------------------- intrathecal
