@@ -24,7 +24,7 @@ import numpy as np
 from . import metrics, plot
 from ._kernels.codes import N_METRICS
 from .errors import CsfpkError, ParameterError
-from .model import VARYING
+from .model import LAYOUT_PHYSIOLOGY, PHYSIOLOGY_VARYING, VARYING
 from .population import Population, build_rate_matrices, reachable
 from .progress import Progress
 from .io import atomic_path
@@ -141,6 +141,9 @@ def run_chunk(scn: Scenario, start, stop, curves=False, prep=None):
 
     prep = prep or prepare(scn, curves)
     params = scn.population.sample(scn.drug, start, stop, scn.physiology)
+    # the table keeps the physiology draws this layout uses (a single-layout run has no regional volumes)
+    unused = set(PHYSIOLOGY_VARYING) - set(LAYOUT_PHYSIOLOGY.get(scn.csf_layout, PHYSIOLOGY_VARYING))
+    params = {k: v for k, v in params.items() if k not in unused}
     S = stop - start
     invalid = np.zeros(S, dtype=bool)  # non-finite or non-positive parameters: the subject fails alone
     for k in VARYING:

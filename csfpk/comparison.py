@@ -9,6 +9,7 @@ the same ``csfpk.RunResult`` whether the run stays in memory or goes to a run fo
 from .batch import run
 from .drug import Drug, load_drug
 from .errors import ParameterError
+from .physiology import Physiology
 from .population import Population
 from .regimen import Regimen
 from .scenario import Scenario
@@ -69,6 +70,8 @@ def compare(drug, regimens, population=None, t_end="28d", *, dt=1.0, out=None, w
     for label, reg in regimens.items():
         if not isinstance(reg, Regimen):
             raise ParameterError(f"regimens[{label!r}] = {reg!r} is not a Regimen; build one with csfpk.Regimen.every")
+    if physiology is not None and not isinstance(physiology, Physiology):
+        raise ParameterError(f"physiology = {physiology!r} is not a Physiology; pass csfpk.load_physiology(name)")
     population = population or Population(n=1000, seed=1)
     if not isinstance(population, Population):
         raise ParameterError(f"population = {population!r} is not a csfpk.Population")

@@ -190,6 +190,10 @@ DRUG_VARYING = ("CL", "V1", "ka", "Q", "V2", "Q3", "V3", "mtt", "fu", "penetrati
 PHYSIOLOGY_VARYING = ("csf_volume", "bulk_flow", "volume_ventricles", "volume_cisterna", "volume_cranial",
                       "volume_lumbar", "mixing_cranial_lumbar")
 VARYING = DRUG_VARYING + PHYSIOLOGY_VARYING
+# the physiology values each layout uses (the others change nothing in it)
+LAYOUT_PHYSIOLOGY = {"none": (), "single": ("csf_volume", "bulk_flow"),
+                     "regional": ("bulk_flow", "volume_ventricles", "volume_cisterna", "volume_cranial",
+                                  "volume_lumbar", "mixing_cranial_lumbar")}
 # the physiology value that is the volume of each CSF output
 OUTPUT_VOLUME = {"csf": "csf_volume", "csf_ventricles": "volume_ventricles", "csf_cisterna": "volume_cisterna",
                  "csf_cranial": "volume_cranial", "csf_lumbar": "volume_lumbar"}
