@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 import csfpk
+from csfpk import figures
 from csfpk.batch import run
 from csfpk.errors import ParameterError
 from csfpk.model import REGIONS, build_model
@@ -87,7 +88,8 @@ def test_same_numbers_for_threads_chunks_and_dask():
     import numba
 
     distributed = pytest.importorskip("distributed")
-    ref = frame_of(run(_scenarios(120, metrics="grid"), chunk=1000, progress=False))
+    first = run(_scenarios(120, metrics="grid"), chunk=1000, progress=False)
+    ref = frame_of(first)
     before = numba.get_num_threads()
     try:
         numba.set_num_threads(1)
@@ -105,6 +107,15 @@ def test_same_numbers_for_threads_chunks_and_dask():
     for site, high, low in (("lumbar", lum, omm), ("ventricles", omm, lum)):
         a, b = high[f"csf_{site}_peak_inj"].to_numpy(), low[f"csf_{site}_peak_inj"].to_numpy()
         assert np.all(a > 2 * b) and np.median(a) > 5 * np.median(b), site
+    # what a user reads: the table's lumbar and ventricular columns are those regions' medians; the figures
+    # draw both regions
+    table = first.table.set_index("regimen")
+    for site, label in (("lumbar", "lumbar CSF C×T per injection µM·h"),
+                        ("ventricles", "ventricular CSF C×T per injection µM·h")):
+        for reg, part in (("lumbar", lum), ("Ommaya", omm)):
+            shown = float(table.loc[reg, label].split(" [")[0].replace(",", ""))
+            assert shown == pytest.approx(np.median(part[f"csf_{site}_cxt_inj"]), rel=0.01, abs=0.5), (site, reg)
+    assert {"csf_lumbar_time_above_inj", "csf_ventricles_time_above_inj"} <= set(figures.main_metrics(first))
 
 
 @pytest.mark.parametrize("route", ["it_lumbar", "it_ventricular"])
