@@ -4,7 +4,12 @@ Each scenario's subjects (``csfpk.scenario.Scenario``) are split into chunks of 
 subjects; each chunk is simulated by the population kernel (``csfpk._kernels.batch``: numba
 threads over subjects, exposure metrics computed on the fly, memory bounded by the chunk) and yields
 one table of per-subject metrics with a ``status`` per subject (0 = ok; a failed subject keeps its
-row, with NaN metrics, and the others keep their results). Because every subject's parameters
+row, with NaN metrics, and the others keep their results). Nonlinear models (Michaelis–Menten,
+autoinduction, saturable CSF uptake) run through the adaptive solvers instead
+(``csfpk._kernels.batch.run_adaptive``: the driver ``simulate`` uses, one subject per thread, each
+with its own rate matrix and nonlinear terms), with the scenario's method and tolerances, so subject
+i's numbers are those of ``simulate`` for its parameters; their metrics are read off the solver's
+output grid (``_adaptive_block``). Because every subject's parameters
 depend only on (seed, subject index), a chunk's rows do not depend on the chunk size, the thread
 count or the machine that computed it.
 
@@ -22,9 +27,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import metrics, plot
-from ._kernels.codes import N_METRICS
+from ._kernels.codes import N_METRICS, N_STATS
 from .errors import CsfpkError, ParameterError
-from .model import LAYOUT_PHYSIOLOGY, PHYSIOLOGY_VARYING, VARYING
+from .model import LAYOUT_PHYSIOLOGY, PHYSIOLOGY_VARYING, VARYING, nonlinear_parameters
 from .population import Population, build_rate_matrices, reachable
 from .progress import Progress
 from .io import atomic_path
@@ -32,11 +37,12 @@ from .runfolder import CURVES_SUMMARY, SUMMARY, SUMMARY_PNG, RunWriter, chunk_pl
 from .runresult import RunResult
 from .scenario import Scenario, digest
 from .schedule import build_timeline
-from .simulation import choose_method, output_grid
+from .simulation import ADAPTIVE_CODES, MAX_STEPS, output_grid
 from .status import Status
 
 DEFAULT_CHUNK = 10_000
 MAX_CURVE_POINTS = 200
+_BLOCK_VALUES = 4_000_000  # float64 state values (32 MB) held at once by the adaptive path (subjects × samples × states)
 
 
 class DistributedError(CsfpkError):
@@ -52,6 +58,11 @@ class _Prepared:
     exact metrics, empty for grid metrics; ``window_kind``/``window_bounds``: the resolved window
     (``metrics.resolve_window``); ``injections``: (w0, w1, trough index, exact_win) of each injection's
     window when the kind is per injection.
+
+    Adaptive solvers (``solver`` ≠ "exact"): ``samples`` are the output times of the timeline (the
+    regular grid, plus, for exact metrics, a grid of ``Scenario.metrics_grid_h`` inside each window and
+    its dose times), ``grid_rows`` the rows of the regular grid among them (curves), ``dose_times`` the
+    timeline's dose times (h).
     """
 
     model: object
@@ -69,6 +80,10 @@ class _Prepared:
     window_kind: str = "span"
     window_bounds: object = None
     injections: tuple = ()
+    solver: str = "exact"
+    samples: np.ndarray = None
+    grid_rows: np.ndarray = None
+    dose_times: tuple = ()
 
     @property
     def suffix(self):
@@ -96,10 +111,9 @@ def prepare(scn: Scenario, curves=False):
     """Validate a scenario and compile its shared parts (raises before any work is done)."""
     small = scn.population.sample(scn.drug, 0, 1, scn.physiology)
     _, _, _, model = build_rate_matrices(scn.drug, small, scn.physiology, scn.csf_layout)
-    if choose_method(model, "auto") != "exact":
-        raise ParameterError(f"{scn.drug.name}: populations need a linear model (the exact kernel); this drug has "
-                             "Michaelis–Menten or time-dependent clearance or saturable CSF uptake")
     times = output_grid(scn.t_end, scn.dt)
+    if scn.solver != "exact":
+        return _prepare_adaptive(scn, model, times, curves)
     # exact metrics without curves need no output grid in the timeline, only its end: cost per event, not per sample
     exact = scn.metrics == "exact"
     tl = build_timeline(model, scn.regimen, np.array([float(times[-1])]) if exact and not curves else times)
@@ -128,6 +142,80 @@ def prepare(scn: Scenario, curves=False):
         rows = (times.size - 1) // stride + 1
     return _Prepared(model, tl, times, names, out_state, w0, w1, trough, target, stride, rows, exact_win, kind, bounds,
                      injections)
+
+
+def _prepare_adaptive(scn, model, times, curves):
+    """``prepare`` for a model the adaptive solvers run (``_Prepared``): metrics are read off output samples."""
+    tl = build_timeline(model, scn.regimen, times)
+    if tl.has_ss:
+        raise ParameterError(f"{scn.id}: steady-state records (ss = 1 or 2) need a linear model and the exact solver; "
+                             f"{scn.drug.name} runs with method {scn.solver!r}: simulate the dosing history instead")
+    dose_times = tuple(d[0] for d in tl.doses)
+    t_end = float(times[-1])
+    try:
+        kind, bounds = metrics.resolve_window(scn.window, dose_times, t_end)
+    except ValueError as exc:
+        raise ParameterError(f"{scn.id}: {exc}") from None
+    windows = list(bounds) if kind == "per_injection" else [bounds]
+    samples = times
+    if scn.metrics == "exact":  # no exact metrics for a nonlinear model: a fine grid inside each window
+        step = scn.metrics_grid_h
+        parts = [times]
+        for a, b in ([(0.0, t_end)] if kind == "per_injection" else []) + windows:
+            parts.append(np.linspace(a, b, max(2, math.ceil((b - a) / step - 1e-9) + 1)))
+            parts.append([d for d in dose_times if a <= d <= b])
+        merged = np.sort(np.concatenate(parts))
+        keep = np.concatenate(([True], np.diff(merged) > 1e-9 * max(1.0, t_end)))
+        samples = merged[keep]
+        tl = build_timeline(model, scn.regimen, samples)
+    for w in windows + [None]:
+        try:
+            metrics.window_indices(samples, w)
+        except ValueError as exc:
+            raise ParameterError(f"{scn.id}: {exc}") from None
+    grid_rows = np.searchsorted(samples, times - 1e-9 * max(1.0, t_end))
+    names = tuple(model.outputs)
+    out_state = np.array([model.outputs[o][0] for o in names], dtype=np.int64)
+    target = np.full(len(names), np.inf if scn.target_nM is None else float(scn.target_nM))
+    stride, rows = 0, 0
+    if curves:
+        stride = max(1, math.ceil(times.size / MAX_CURVE_POINTS))
+        rows = (times.size - 1) // stride + 1
+    no_grid = (1, 0, 0)
+    injections = tuple(no_grid + (np.empty(0),) for _ in windows) if kind == "per_injection" else ()
+    return _Prepared(model, tl, times, names, out_state, *no_grid, target, stride, rows, np.empty(0), kind, bounds,
+                     injections, scn.solver, samples, grid_rows, dose_times)
+
+
+def _adaptive_block(prep, scn, Ks, nls, f, dose_scale, status, m, inj, curves_arr):
+    """Run subjects of one block with the adaptive solver and fill their metrics (rows of the arguments).
+
+    Metrics are the grid formulas of ``csfpk.metrics`` (the module ``simulate``'s results are measured
+    with) on the output samples ``prep.samples``, over the scenario's window; per injection, the mean of
+    each injection's peak, time above target and C×T.
+    """
+    from ._kernels.batch import run_adaptive
+
+    tl = prep.timeline
+    B, n = Ks.shape[0], Ks.shape[1]
+    states = np.zeros((B, prep.samples.size, n))
+    stats = np.zeros((B, N_STATS), dtype=np.int64)
+    run_adaptive(np.int64(ADAPTIVE_CODES[prep.solver]), Ks, nls, tl.kind, tl.time, tl.cmt, tl.value,
+                 np.ascontiguousarray(dose_scale, dtype=np.float64), float(scn.rtol), float(scn.atol),
+                 np.int64(MAX_STEPS), states, status, stats)
+    conc = f[:, :, None] * np.transpose(states[:, :, prep.out_state], (0, 2, 1))  # (B, n_out, samples), nM
+    status[(status == Status.OK) & ~np.isfinite(conc).all(axis=(1, 2))] = Status.NONFINITE
+    target = float(prep.target[0]) if prep.target.size else np.inf
+    main = None if prep.window_kind == "per_injection" else prep.window_bounds
+    got = metrics.exposure(conc, prep.samples, target, main, prep.dose_times)
+    for i, name in enumerate(metrics.NAMES):
+        m[:, :, i] = got[name]
+    if inj is not None:
+        per = metrics.per_injection(conc, prep.samples, target, prep.window_bounds)
+        inj["peak"][:], inj["time_above"][:], inj["cxt"][:] = per["peak"], per["time_above"], per["cxt"] / 1000.0
+    if prep.curve_rows:
+        rows = prep.grid_rows[::prep.curve_stride][:prep.curve_rows]
+        curves_arr[:] = np.transpose(conc[:, :, rows], (0, 2, 1))
 
 
 def run_chunk(scn: Scenario, start, stop, curves=False, prep=None):
@@ -168,6 +256,18 @@ def run_chunk(scn: Scenario, start, stop, curves=False, prep=None):
     tl = prep.timeline
     status = np.zeros(S, dtype=np.int64)
     curves_arr = np.zeros((S, prep.curve_rows, len(prep.out_names)))
+    if prep.solver != "exact":
+        n_out = len(prep.out_names)
+        nls = nonlinear_parameters(scn.drug, scn.csf_layout, model.states, Ks, {k: sim[k] for k in VARYING if k in sim})
+        m = np.empty((S, n_out, N_METRICS))
+        inj = {k: np.empty((S, n_out)) for k in metrics.INJECTION_NAMES} if prep.injections else None
+        block = max(1, _BLOCK_VALUES // (prep.samples.size * Ks.shape[1]))
+        for a in range(0, S, block):  # blocks bound the memory; each subject's numbers do not depend on them
+            b = min(S, a + block)
+            _adaptive_block(prep, scn, Ks[a:b], nls[a:b], f[a:b], dose_scale[a:b], status[a:b], m[a:b],
+                            None if inj is None else {k: v[a:b] for k, v in inj.items()}, curves_arr[a:b])
+        status[invalid] = Status.NONFINITE
+        return _frame(params, prep, m, status, curves_arr, inj)
 
     def kernel(w0, w1, trough, exact_win, stride, cur):
         """Metrics over one window (grid samples w0 … w1, or exact over ``exact_win``); worst status kept."""
@@ -401,6 +501,18 @@ def describe(scn, prep):
     else:
         row["target_text"] = f"target {scn.target_nM:g} nM set by the sweep or caller (target_nM)"
     row["percentiles"] = "median [5th–95th percentile] over subjects; typical = one typical subject"
+    if scn.solver == "exact":
+        row["solver_text"] = "exact (matrix exponential)"
+    else:
+        row["solver_text"] = (f"{scn.solver} (method {scn.method!r}: nonlinear model), rtol {scn.rtol:g}, "
+                              f"atol {scn.atol:g} mg")
+    if scn.metrics_grid_h is None:
+        row["metrics_text"] = "exact (grid-free)"
+    elif scn.metrics == "grid":
+        row["metrics_text"] = f"grid every {scn.metrics_grid_h:g} h"
+    else:
+        row["metrics_text"] = (f"grid every {scn.metrics_grid_h:g} h inside the window (a nonlinear model has no "
+                               "grid-free metrics)")
     row["drawn_from_range"] = ""
     if d.csf is not None and scn.population.penetration == "range":
         key = "CL_in" if d.csf.mechanistic else "penetration_ratio"
@@ -411,6 +523,12 @@ def describe(scn, prep):
                                        f"{unit} (the drug file's range; the typical subject has "
                                        f"{getattr(d.csf, key):g}{unit})")
     return row
+
+
+def _failures(status):
+    """Failed subjects counted by status, in words: "MAX_STEPS 2, NONFINITE 1" ("" when none failed)."""
+    codes, counts = np.unique(status[status != Status.OK], return_counts=True)
+    return ", ".join(f"{Status(int(c)).name} {int(k)}" for c, k in zip(codes, counts))
 
 
 def _summaries(scenarios, preps, curves, frame_of, curves_of):
@@ -428,6 +546,7 @@ def _summaries(scenarios, preps, curves, frame_of, curves_of):
         typ, _ = run_chunk(typical_scenario(s), 0, 1, False, prep)
         row = {"scenario": s.id, "drug": s.drug.name, "regimen": s.regimen_name, "population": s.population_name,
                "override": s.override_name, "source": s.source, "n": len(df), "n_failed": int((df.status != 0).sum()),
+               "failed_by_status": _failures(df.status.to_numpy()),
                "target_nM": s.target_nM, "molecular_weight": s.drug.molecular_weight, **describe(s, prep)}
         for col in metric_columns(prep):
             p05, med, p95 = metrics.summarize(df[col].to_numpy())

@@ -13,12 +13,13 @@ from .physiology import Physiology
 from .population import Population
 from .regimen import Regimen
 from .scenario import Scenario
+from .simulation import ATOL, RTOL
 from .units import hours
 
 
 def compare(drug, regimens, population=None, t_end="28d", *, dt=1.0, out=None, window=None, target_nM=None,
-            overrides=None, metrics="exact", csf_layout="single", physiology=None, chunk=None, curves=False,
-            client=None, scheduler=None, overwrite=False, progress=None):
+            overrides=None, metrics="exact", method="auto", rtol=RTOL, atol=ATOL, csf_layout="single", physiology=None,
+            chunk=None, curves=False, client=None, scheduler=None, overwrite=False, progress=None):
     """Simulate each regimen over the same virtual population and summarise exposure.
 
     Parameters
@@ -35,7 +36,11 @@ def compare(drug, regimens, population=None, t_end="28d", *, dt=1.0, out=None, w
     overrides : ``Drug.replace`` changes applied first.
     metrics : ``"exact"`` (default): exact, grid-free metrics of the linear model (AUC, Cmax/Tmax,
         time above target, trough; ``csfpk.metrics``); ``"grid"``: read off the output grid every
-        ``dt`` h, as NCA on sampled data would.
+        ``dt`` h, as NCA on sampled data would. A nonlinear drug has no exact metrics: they are read
+        off a grid of ``csfpk.metrics.NONLINEAR_STEP_H`` inside the window (recorded in the manifest).
+    method : the solver, as ``csfpk.simulate`` names it: ``"auto"`` (exact for a linear drug, else the
+        adaptive/stiff choice of ``simulate``), ``"exact"``, ``"adaptive"`` or ``"stiff"``.
+    rtol, atol : tolerances of the adaptive solvers (relative; absolute, mg), default ``simulate``'s.
     csf_layout : ``"single"`` (one CSF compartment, output ``csf``), ``"regional"`` (outputs
         ``csf_ventricles``, ``csf_cisterna``, ``csf_cranial``, ``csf_lumbar``, each with the metrics
         of ``csf``; the ``it_lumbar`` and ``it_ventricular`` routes then differ) or ``"none"``.
@@ -81,7 +86,8 @@ def compare(drug, regimens, population=None, t_end="28d", *, dt=1.0, out=None, w
         window = (hours(window[0], "window start"), hours(window[1], "window end"))
     scenarios = [Scenario(drug=drug, regimen=reg, population=population, t_end=t_end, dt=dt, regimen_name=str(label),
                           population_name=population.name, overrides=overrides or {}, target_nM=target_nM,
-                          window=window, metrics=metrics, csf_layout=csf_layout, physiology=physiology)
+                          window=window, metrics=metrics, method=method, rtol=rtol, atol=atol, csf_layout=csf_layout,
+                          physiology=physiology)
                  for label, reg in regimens.items()]
     return run(scenarios, out, chunk=chunk, curves=curves, client=client, scheduler=scheduler, overwrite=overwrite,
                progress=progress)

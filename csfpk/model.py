@@ -184,9 +184,11 @@ class Model:
         return replace(self, **arrays)
 
 
-# per-subject parameters ``rate_matrices`` accepts as arrays (everything else comes from the drug and
-# physiology files): drug parameters (``Drug.replace`` names) and physiology values (``Physiology.replace`` names)
-DRUG_VARYING = ("CL", "V1", "ka", "Q", "V2", "Q3", "V3", "mtt", "fu", "penetration_ratio", "CL_in", "CL_out")
+# per-subject parameters ``rate_matrices`` and ``nonlinear_parameters`` accept as arrays (everything else comes
+# from the drug and physiology files): drug parameters (``Drug.replace`` names; CL_induced enters only the
+# nonlinear terms) and physiology values (``Physiology.replace`` names)
+DRUG_VARYING = ("CL", "V1", "ka", "Q", "V2", "Q3", "V3", "mtt", "fu", "penetration_ratio", "CL_in", "CL_out",
+                "CL_induced")
 PHYSIOLOGY_VARYING = ("csf_volume", "bulk_flow", "volume_ventricles", "volume_cisterna", "volume_cranial",
                       "volume_lumbar", "mixing_cranial_lumbar")
 VARYING = DRUG_VARYING + PHYSIOLOGY_VARYING
@@ -394,6 +396,42 @@ def rate_matrices(drug: Drug, physiology: Physiology, csf_layout, values):
     return _graph(drug, physiology, csf_layout, values)[2]
 
 
+
+def nonlinear_parameters(drug: Drug, csf_layout, states, Ks, values):
+    """The nonlinear-term vectors ``nl`` (float64[S, NL_SIZE], slots ``NL_*`` of ``_kernels.codes``) of S subjects.
+
+    ``states`` are the model's state names (layout ``csf_layout``) and ``Ks`` the subjects' rate matrices (``_graph``); ``values``
+    maps names of ``VARYING`` to float64[S] as for ``rate_matrices``. Four slots depend on the subject:
+    NL_V1 (V1), NL_DCL (CL_induced − CL), NL_KIN (the linear influx central → CSF, read from K) and
+    NL_ASAT = K_u·V1/fu (the central amount at half-saturation of the CSF influx, ``_kernels/rhs.py``).
+    The one place ``nl`` is built: ``build_model`` is S = 1, so subject i's vector equals the vector of
+    ``build_model`` for subject i's drug bit for bit.
+    """
+    S = Ks.shape[0]
+    p = drug.plasma
+
+    def get(name):
+        if name in values:
+            return np.asarray(values[name], dtype=float)
+        return np.full(S, float(getattr(p, name)))
+
+    c, sink = states.index("central"), states.index("eliminated")
+    nl = np.zeros((S, NL_SIZE))
+    nl[:, NL_CENTRAL], nl[:, NL_SINK], nl[:, NL_V1] = c, sink, get("V1")
+    if p.Vmax is not None:
+        nl[:, NL_VMAX], nl[:, NL_KM] = p.Vmax, p.Km
+    if p.CL_induced is not None:
+        nl[:, NL_DCL], nl[:, NL_KIND] = get("CL_induced") - get("CL"), p.k_induction
+    if csf_layout != "none" and drug.csf.uptake_half_saturation is not None:
+        # saturable CSF influx (module docstring of _kernels/rhs.py): A_sat = K_u·V1/fu, K_u unbound mg/L
+        if csf_layout != "single":
+            raise ParameterError(f"{drug.name}: csf.uptake_half_saturation (saturable CSF uptake) needs "
+                                 f"csf_layout='single'; got {csf_layout!r}")
+        j = states.index("csf")
+        nl[:, NL_CSF], nl[:, NL_KIN] = j, Ks[:, j, c]
+        nl[:, NL_ASAT] = drug.csf.uptake_half_saturation * get("V1") / get("fu")
+    return nl
+
 def build_model(drug: Drug, physiology: Physiology | None = None, csf_layout="single"):
     """Compile ``drug`` with ``physiology`` into a ``Model`` (see module docstring for equations).
 
@@ -424,19 +462,7 @@ def build_model(drug: Drug, physiology: Physiology | None = None, csf_layout="si
     if "brain_ecf" in ix:
         outputs["brain_ecf"] = (ix["brain_ecf"], physiology.volume_interstitial, 1.0)
 
-    nl = np.zeros(NL_SIZE)
-    nl[NL_CENTRAL], nl[NL_SINK], nl[NL_V1] = c, sink, p.V1
-    if p.Vmax is not None:
-        nl[NL_VMAX], nl[NL_KM] = p.Vmax, p.Km
-    if p.CL_induced is not None:
-        nl[NL_DCL], nl[NL_KIND] = p.CL_induced - p.CL, p.k_induction
-    if csf_layout != "none" and drug.csf.uptake_half_saturation is not None:
-        # saturable CSF influx (module docstring of _kernels/rhs.py): A_sat = K_u·V1/fu, K_u unbound mg/L
-        if csf_layout != "single":
-            raise ParameterError(f"{drug.name}: csf.uptake_half_saturation (saturable CSF uptake) needs "
-                                 f"csf_layout='single'; got {csf_layout!r}")
-        nl[NL_CSF], nl[NL_KIN] = ix["csf"], K[ix["csf"], c]
-        nl[NL_ASAT] = drug.csf.uptake_half_saturation * p.V1 / p.fu
+    nl = nonlinear_parameters(drug, csf_layout, states, Ks, {})[0]
 
     routes = {"oral": ix["depot"], "iv": c}
     if csf_layout == "single":

@@ -8,6 +8,8 @@ a time (``statistic = conc``), a peak over a time window (``cmax``), the time of
 Body size: a row's ``bsa_m2`` scales the plasma clearances and volumes linearly from the
 physiology's reference BSA (the mg/m² assumption behind BSA-based dosing); CSF volumes stay
 adult, as IT methotrexate dosing by age assumes for children older than about three years.
+Where the study measured its patients' plasma clearance, the optional column ``plasma_cl_L_h_m2``
+(L/h per m²) replaces the scaled CL for that row (CL = value × ``bsa_m2``).
 """
 
 import math
@@ -58,6 +60,12 @@ def load(name_or_path="intrathecal"):
             raise ObservationError(f"{where}: site = {r.site!r} is not allowed; expected one of {sorted(SITES)}")
         if not (math.isfinite(r.value) and r.value > 0):
             raise ObservationError(f"{where}: value = {r.value!r} is not allowed; expected > 0")
+        try:
+            cl = _num(r.get("plasma_cl_L_h_m2"))
+        except (TypeError, ValueError):
+            cl = math.nan
+        if cl is not None and not (math.isfinite(cl) and cl > 0):
+            raise ObservationError(f"{where}: plasma_cl_L_h_m2 = {cl!r} is not allowed; expected > 0 L/h/m2 or empty")
     if df.row_id.duplicated().any():
         raise ObservationError(f"{path}: row_id {df.row_id[df.row_id.duplicated()].iloc[0]!r} appears twice")
     return df
@@ -100,9 +108,13 @@ def last_dose_time(row):
 
 def covariates(row, drug, physiology):
     """Per-row fixed values ({file key: value}): plasma CL, Q, Q3, V1, V2, V3 scaled by bsa_m2 / the
-    physiology's BSA; ``physiology.body.bsa`` set to the row's BSA."""
+    physiology's BSA (CL = ``plasma_cl_L_h_m2`` × bsa_m2 where the row gives the study's measured
+    clearance); ``physiology.body.bsa`` set to the row's BSA."""
     ratio = float(row.bsa_m2) / physiology.bsa_m2
     out = {f"plasma.{k}": getattr(drug.plasma, k) * ratio for k in _SCALED if getattr(drug.plasma, k) is not None}
+    cl = _num(row.get("plasma_cl_L_h_m2"))
+    if cl is not None:
+        out["plasma.CL"] = cl * float(row.bsa_m2)
     out["physiology.body.bsa"] = float(row.bsa_m2)
     return out
 

@@ -207,10 +207,11 @@ class Population(PicklesMappings):
     def sample(self, drug, start=0, stop=None, physiology=None):
         """Parameters of subjects ``start … stop−1``: ``{name: float64 array}``.
 
-        Keys: every plasma parameter of the model (``CL``, ``V1``, ``ka``, …, ``fu``), the CSF
-        parameter that may vary (``penetration_ratio`` or ``CL_in``) and ``weight_kg``, ``bsa_m2``,
-        ``crcl_mL_min``; ``subject`` holds the indices; each physiology value with IIV (``csf_volume``,
-        ``bulk_flow``, ``volume_lumbar``, …) and ``CL_out`` when it varies.
+        Keys: every plasma parameter of the model (``CL``, ``V1``, ``ka``, …, ``fu``; ``CL_induced``, scaled
+        with CL, for a drug with autoinduction), the CSF parameter that may vary (``penetration_ratio`` or
+        ``CL_in``) and ``weight_kg``, ``bsa_m2``, ``crcl_mL_min``; ``subject`` holds the indices; each
+        physiology value with IIV (``csf_volume``, ``bulk_flow``, ``volume_lumbar``, …) and ``CL_out`` when
+        it varies.
         """
         stop = self.n if stop is None else stop
         if not 0 <= start <= stop <= self.n:
@@ -266,6 +267,10 @@ class Population(PicklesMappings):
             if k == "fu":
                 val = np.minimum(val, 1.0)  # an unbound fraction cannot exceed 1
             out[k] = val
+        if p.CL_induced is not None:
+            # autoinduction: the induced clearance moves with the subject's CL by the same factor (one η on both,
+            # as lorlatinib's source model has it: Chen 2021 CPT Pharmacometrics Syst Pharmacol 10:148, Table 4)
+            out["CL_induced"] = p.CL_induced * (out["CL"] / p.CL)
         if drug.csf is not None:
             key = "CL_in" if drug.csf.mechanistic else "penetration_ratio"
             nominal = getattr(drug.csf, key)

@@ -67,7 +67,8 @@ class RunResult:
     summary : pandas DataFrame, one row per scenario (``scenario`` is the scenario's id); columns
         ``<output>_<metric>_<window>_{median,p05,p95,typical}`` (window suffix ``ss``, ``span``,
         ``win`` or ``inj``, ``csfpk.metrics``), ``<output>_pta_{trough,cavg}_<window>``, ``n``,
-        ``n_failed``, and the plain-words ``window_text``, ``target_text``, ``percentiles``,
+        ``n_failed`` (and ``failed_by_status``, e.g. "MAX_STEPS 2, NONFINITE 1"), ``solver_text``,
+        ``metrics_text``, and the plain-words ``window_text``, ``target_text``, ``percentiles``,
         ``drawn_from_range``.
     curves_summary : percentile bands of the curves (nM), or None.
     folder : the run folder the result was read from or written to, or None.
@@ -360,6 +361,8 @@ def summary_table(summary):
             row[_PTA[sfx]] = f"{100 * r[pta]:.0f} %"
         if r.get("n_failed", 0):
             row["failed"] = f"{int(r['n_failed'])} of {int(r['n'])}"
+            if isinstance(r.get("failed_by_status"), str) and r["failed_by_status"]:
+                row["failed"] += f" ({r['failed_by_status']})"
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -385,6 +388,9 @@ def summary_notes(summary):
             for t in dict.fromkeys(part[col]) if col in part else ():
                 if isinstance(t, str) and t:
                     lines.append(head + t)
+        if "solver_text" in part and not part["solver_text"].astype(str).str.startswith("exact").all():
+            for sv, mt in dict.fromkeys(zip(part["solver_text"], part["metrics_text"])):
+                lines.append(f"solver: {drug} {sv}; metrics {mt}")
     return lines
 
 

@@ -28,10 +28,13 @@ import numpy as np
 
 from .drug import Drug
 from .errors import ParameterError
+from .metrics import NONLINEAR_MAX_SAMPLES, NONLINEAR_STEP_H
+from .model import build_model
 from .physiology import Physiology, load_physiology
 from .population import Population
 from .quantity import PicklesMappings
 from .regimen import Regimen
+from .simulation import ATOL, METHODS, RTOL, check_tolerances, choose_method
 
 DOSE_BASES = (None, "bsa", "weight")
 METRICS = ("exact", "grid")
@@ -77,7 +80,13 @@ class Scenario(PicklesMappings):
         default: per injection for intrathecal regimens, ``"ss"`` for repeated doses, else the span.
     csf_layout : ``"single"``, ``"regional"`` or ``"none"``.  physiology : the ``Physiology`` (default adult).
     metrics : ``"exact"`` (default; grid-free exact metrics of the linear model, ``csfpk.metrics``)
-        or ``"grid"`` (read off the output grid every ``dt`` h, as NCA on sampled data would).
+        or ``"grid"`` (read off the output grid every ``dt`` h, as NCA on sampled data would). A
+        nonlinear model has no exact metrics: ``"exact"`` then reads them off a grid of
+        ``csfpk.metrics.NONLINEAR_STEP_H`` inside each window (``metrics_grid_h``).
+    method : the solver, as ``csfpk.simulate`` names it: ``"auto"`` (default: exact for a linear model,
+        else the solver ``simulate`` picks), ``"exact"``, ``"adaptive"`` or ``"stiff"``; the one used is
+        ``solver``. rtol, atol : tolerances of the adaptive solvers (relative; absolute, mg), as
+        ``simulate``'s. Subject i of a population then gives ``simulate``'s numbers for its parameters.
     """
 
     drug: Drug
@@ -96,12 +105,21 @@ class Scenario(PicklesMappings):
     csf_layout: str = "single"
     physiology: Physiology = None
     metrics: str = "exact"
+    method: str = "auto"
+    rtol: float = RTOL
+    atol: float = ATOL
+    solver: str = field(init=False, default="exact")  # the method used: "exact", "adaptive" or "stiff"
 
     def __post_init__(self):
         if self.metrics not in METRICS:
             raise ParameterError(f"metrics = {self.metrics!r} is not allowed; expected 'exact' or 'grid'")
+        if self.method not in METHODS:
+            raise ParameterError(f"method = {self.method!r} is not allowed; expected one of {METHODS}")
+        check_tolerances(self.rtol, self.atol)
         if self.physiology is None:
             object.__setattr__(self, "physiology", load_physiology("adult"))
+        model = build_model(self.drug, self.physiology, self.csf_layout)
+        object.__setattr__(self, "solver", choose_method(model, self.method))
         if self.dose_basis not in DOSE_BASES:
             raise ParameterError(f"dose_basis = {self.dose_basis!r} is not allowed; expected None, 'bsa' or 'weight'")
         if self.target_nM is None and self.drug.potency_target_nM is not None:
@@ -116,6 +134,17 @@ class Scenario(PicklesMappings):
         if self.override_name:
             parts.append(self.override_name)
         return " / ".join(parts)
+
+    @property
+    def metrics_grid_h(self):
+        """Step (h) of the grid the metrics are read off: None for exact metrics, ``dt`` for grid metrics,
+        ``NONLINEAR_STEP_H`` inside each window for exact metrics of a nonlinear model (coarser for spans
+        longer than ``NONLINEAR_MAX_SAMPLES`` such steps, ``csfpk.metrics``)."""
+        if self.metrics == "grid":
+            return self.dt
+        if self.solver == "exact":
+            return None
+        return min(max(NONLINEAR_STEP_H, self.t_end / NONLINEAR_MAX_SAMPLES), self.dt)
 
     @property
     def key(self):
@@ -144,6 +173,10 @@ class Scenario(PicklesMappings):
             "overrides": dict(self.overrides), "source": self.source, "dose_basis": self.dose_basis,
             "target_nM": self.target_nM, "window": self.window if isinstance(self.window, str) else list(self.window),
             "csf_layout": self.csf_layout, "metrics": self.metrics,
+            "solver": {"method": self.method, "used": self.solver,
+                       "rtol": None if self.solver == "exact" else self.rtol,
+                       "atol": None if self.solver == "exact" else self.atol,
+                       "metrics_grid_h": self.metrics_grid_h},
         })
 
 

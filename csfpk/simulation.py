@@ -20,6 +20,10 @@ from .status import Status
 from .units import body_size, hours
 
 METHODS = ("auto", "exact", "adaptive", "stiff")
+# the adaptive driver's method code (``_kernels.adaptive.run_subject``) of each adaptive method name
+ADAPTIVE_CODES = {"adaptive": codes.DOPRI5, "stiff": codes.RODAS}
+RTOL, ATOL = 1e-8, 1e-12  # default tolerances of the adaptive methods (relative; absolute, mg)
+MAX_STEPS = 1_000_000  # steps attempted per segment between two discontinuities
 _DEFAULT_TAIL_H = 168.0
 MAX_OUTPUT_ROWS = limits.MAX_OUTPUT_ROWS
 
@@ -74,8 +78,8 @@ def choose_method(model, method):
     return method
 
 
-def solve(model, regimen, times, *, method="auto", record_outputs=False, rtol=1e-8, atol=1e-12,
-          max_steps=1_000_000):
+def solve(model, regimen, times, *, method="auto", record_outputs=False, rtol=RTOL, atol=ATOL,
+          max_steps=MAX_STEPS):
     """Run one subject and return (amounts[n_out, n_states], timeline, method used).
 
     ``times`` are the regular output times; with ``record_outputs`` one more row per record
@@ -104,9 +108,9 @@ def _solve(model, regimen, times, *, method, record_outputs, rtol, atol, max_ste
                                 "simulate the dosing history instead")
         from ._kernels import adaptive
 
-        _check_tol(rtol, atol)
+        check_tolerances(rtol, atol)
         counts = np.zeros(codes.N_STATS, dtype=np.int64)
-        code = adaptive.run_subject(np.int64(codes.DOPRI5 if method == "adaptive" else codes.RODAS), K,
+        code = adaptive.run_subject(np.int64(ADAPTIVE_CODES[method]), K,
                                     model.nl.astype(np.float64), tl.kind, tl.time, tl.cmt, tl.value, float(rtol),
                                     float(atol), np.int64(max_steps), out, counts)
         stats = {name: int(counts[slot]) for name, slot in codes.STATS.items()}
@@ -124,7 +128,8 @@ def check_size(t_end, dt, model, where=("t_end", "dt")):
     limits.check_size(t_end, dt, model.n, len(model.outputs), where)
 
 
-def _check_tol(rtol, atol):
+def check_tolerances(rtol, atol):
+    """Refuse tolerances the adaptive methods cannot use (one line naming the value)."""
     if not (isinstance(rtol, (int, float)) and 1e-14 <= rtol <= 0.1):
         raise ParameterError(f"rtol = {rtol!r} is not allowed; expected a number in [1e-14, 0.1]")
     if not (isinstance(atol, (int, float)) and 0 < atol <= 1.0):
@@ -132,7 +137,7 @@ def _check_tol(rtol, atol):
 
 
 def simulate(drug, regimen, t_end=None, dt=1.0, *, method="auto", csf_layout="single", physiology=None,
-             rtol=1e-8, atol=1e-12, covariates=None):
+             rtol=RTOL, atol=ATOL, covariates=None):
     """Simulate one typical subject.
 
     Parameters
@@ -183,6 +188,6 @@ def simulate(drug, regimen, t_end=None, dt=1.0, *, method="auto", csf_layout="si
         check_size(t_end, dt, model)
     grid = output_grid(t_end, dt)
     amounts, tl, used, stats = _solve(model, regimen, grid, method=method, record_outputs=False, rtol=rtol, atol=atol,
-                                      max_steps=1_000_000)
+                                      max_steps=MAX_STEPS)
     return SimulationResult(times=grid, amounts=amounts, model=model, method=used, doses=tl.doses, regimen=regimen,
                             stats=stats)

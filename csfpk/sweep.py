@@ -10,6 +10,10 @@
                                        # dosing interval), "per_injection" or ["0d", "28d"]; default
                                        # per injection for intrathecal regimens, "ss" for repeated doses
     metrics = "exact"                  # optional: "exact" (default, grid-free) or "grid" (read off the dt grid)
+    method = "auto"                    # optional: solver as csfpk.simulate names it: "auto" (default: exact for
+                                       # linear drugs, else the adaptive/stiff choice), "exact", "adaptive", "stiff"
+    rtol = 1e-8                        # optional: tolerances of the adaptive solvers (relative; absolute, mg),
+    atol = 1e-12                       # default csfpk.simulate's; the exact solver ignores them
 
     [regimens.erl_150_qd]              # one table per regimen; the key is its id
     label = "150 mg qd"                # shown in tables (default: the id)
@@ -60,11 +64,12 @@ from .population import Population
 from .quantity import read_document, require_keys
 from .regimen import Regimen
 from .scenario import Scenario
+from .simulation import ATOL, METHODS, RTOL, check_tolerances
 from .units import hours
 
 SCHEMA = "csfpk.sweep/1"
 _TOP = {"schema", "name", "description", "t_end", "dt", "window", "regimens", "populations", "overrides",
-        "grid", "csf_layout", "metrics"}
+        "grid", "csf_layout", "metrics", "method", "rtol", "atol"}
 _REGIMEN = {"label", "amt", "ii", "n", "route", "start", "duration", "rate", "phases", "source", "note"}
 _POPULATION = {"n", "seed", "iiv", "covariates", "correlations", "penetration", "label", "physiology"}
 LAYOUTS = ("single", "regional", "none")
@@ -206,6 +211,14 @@ def sweep_from_dict(doc, *, where="sweep", n=None, seed=None, load_drug=None, ph
     mode = doc.get("metrics", "exact")
     if mode not in ("exact", "grid"):
         raise SweepError(f"{where}: metrics = {mode!r} is not allowed; expected 'exact' or 'grid'")
+    method = doc.get("method", "auto")
+    if method not in METHODS:
+        raise SweepError(f"{where}: method = {method!r} is not allowed; expected one of {list(METHODS)}")
+    rtol, atol = doc.get("rtol", RTOL), doc.get("atol", ATOL)
+    try:
+        check_tolerances(rtol, atol)
+    except ParameterError as exc:
+        raise SweepError(f"{where}: {exc}") from None
     layout = doc.get("csf_layout", "single")
     if layout not in LAYOUTS:
         raise SweepError(f"{where}: csf_layout = {layout!r} is not allowed; expected one of {list(LAYOUTS)}")
@@ -259,11 +272,14 @@ def sweep_from_dict(doc, *, where="sweep", n=None, seed=None, load_drug=None, ph
                     reg, label, source, basis = regimens[rid]
                     for pid in lists["populations"]:
                         pop, pop_physiology = pops[pid]
-                        scenarios.append(Scenario(
-                            drug=drug, regimen=reg, population=pop, t_end=t_end, dt=dt, regimen_name=label,
-                            population_name=pop.name, override_name=oid, overrides=overrides.get(oid, {}),
-                            source=source, dose_basis=basis, target_nM=target, window=window, csf_layout=layout,
-                            physiology=pop_physiology, metrics=mode))
+                        try:
+                            scenarios.append(Scenario(
+                                drug=drug, regimen=reg, population=pop, t_end=t_end, dt=dt, regimen_name=label,
+                                population_name=pop.name, override_name=oid, overrides=overrides.get(oid, {}),
+                                source=source, dose_basis=basis, target_nM=target, window=window, csf_layout=layout,
+                                physiology=pop_physiology, metrics=mode, method=method, rtol=rtol, atol=atol))
+                        except ParameterError as exc:
+                            raise SweepError(f"{gw}: {dname} / {label}: {exc}") from None
     if not scenarios:
         raise SweepError(f"{where}: the grid gives no scenarios")
     for s in scenarios:  # compile schedules now: every error surfaces before any work

@@ -2,7 +2,7 @@
 
 Runs the sweep ``params/sweeps/high_dose_tki.toml`` (erlotinib 150 mg daily vs 1500 mg weekly vs
 200–600 mg every 2–4 days; gefitinib 250 vs 750/1000/1250 mg; osimertinib 80 vs 160 mg; alectinib 600
-vs 900 mg bid; 28 days) over a virtual population, prints the summary table and writes
+vs 900 mg bid; lorlatinib 100 mg daily; 28 days) over a virtual population, prints the summary table and writes
 ``summary.csv``, ``summary.png``, the per-subject Parquet files and, in ``figures/``, the
 comparison panels (CSF Cmin,ss, Cavg,ss, % of τ above target, plasma Cavg,ss) and the CSF
 population bands of each drug.

@@ -67,6 +67,8 @@ def figure(tab):
         for j, (drug, g) in enumerate(sub.groupby("drug")):
             for use, filled in (("fit", True), ("check", False)):
                 q = g[g.use == use]
+                if q.empty:  # no legend entry for a group without points (pemetrexed has no fit rows)
+                    continue
                 ax.plot(q.predicted, q.observed, plot.MARKERS[j], color=plot.PALETTE[j], ms=5,
                         mfc=plot.PALETTE[j] if filled else "none", ls="none", label=f"{drug} ({use})")
                 for _, r in q.iterrows():

@@ -107,7 +107,7 @@ def test_one_failing_subject_keeps_the_others_results(monkeypatch):
     assert b.loc[bad, "csf_auc_ss"].isna().all() and b.loc[bad, "CL"].isna().all()
     pd.testing.assert_frame_equal(a[~bad].reset_index(drop=True), b[~bad].reset_index(drop=True), check_exact=True)
     assert list(got.summary.n_failed) == [1, 1] and list(got.summary.n) == [40, 40]
-    assert list(got.table.failed) == ["1 of 40", "1 of 40"]
+    assert list(got.table.failed) == ["1 of 40 (NONFINITE 1)"] * 2 and list(got.summary.failed_by_status) == ["NONFINITE 1"] * 2
     # the summary is over the 39 subjects that ran
     ok = b[~bad & (b.regimen == "80 qd")]
     assert got.summary.csf_auc_ss_median[0] == pytest.approx(np.median(ok.csf_auc_ss), rel=1e-12)

@@ -378,3 +378,46 @@ def test_methotrexate_file_carries_the_calibration_it_validation_reproduces():
     drug = csfpk.load_drug("methotrexate")
     for key in mod.FITTED:
         assert res.estimates[key] == pytest.approx(getattr(drug.csf, key.split(".")[1]), rel=0.01), key
+
+
+def test_methotrexate_marrow_slope_reproduces_its_derivation():
+    """params/pd/NOTES.md section 7: the MTX slope is the one at which a typical adult on 15 mg MTX weekly (IV/SC
+    bolus, 26 weeks) has a WBC nadir of f x baseline, f chosen so that the share of virtual patients below the LLN
+    rises by the 1.17 points of leucopenia in the RA meta-analysis (Vanni 2019). Recomputed here from the PD file's
+    baseline, its IIV and its LLN, so an edited slope, CV or threshold that breaks the derivation fails."""
+    from scipy.stats import norm
+
+    pd = load_myelosuppression()
+    leu = pd.lineages["leukocytes"]
+    omega = math.sqrt(math.log1p(pd.iiv["leukocytes"]["Circ0"] ** 2))
+    lln = leu.thresholds[0]
+    below = norm.cdf(math.log(lln / leu.circ0) / omega)
+    f = lln / (leu.circ0 * math.exp(norm.ppf(below + 0.0117) * omega))
+    assert 0.95 < f < 0.97
+    res = csfpk.simulate("methotrexate", Regimen.every(15, 168, 26, route="iv"), t_end=26 * 168, dt=0.25,
+                         csf_layout="none")
+    nadir = counts_along(res.times, res.conc("plasma"), leu, pd.slope("methotrexate")).min() / leu.circ0
+    assert nadir == pytest.approx(f, abs=0.002)
+
+
+def test_observation_row_with_measured_plasma_clearance(tmp_path):
+    """A row's plasma_cl_L_h_m2 (the study's own measured clearance) replaces the BSA-scaled CL of the drug file,
+    and a bad value is refused in one line naming the row and the column."""
+    from csfpk import observations
+    from csfpk.errors import ObservationError
+
+    df = observations.load().set_index("row_id", drop=False)
+    phys, drug = csfpk.load_physiology("adult"), csfpk.load_drug("methotrexate")
+    row = df.loc["MTX-03"]  # Evans 1983: 98.3 mL/min/m2 in the same children
+    assert row.plasma_cl_L_h_m2 == pytest.approx(98.3 * 60 / 1000, rel=1e-3)
+    assert observations.covariates(row, drug, phys)["plasma.CL"] == pytest.approx(row.plasma_cl_L_h_m2 * row.bsa_m2)
+    scaled = observations.covariates(row.drop("plasma_cl_L_h_m2"), drug, phys)["plasma.CL"]
+    assert scaled == pytest.approx(drug.plasma.CL * row.bsa_m2 / phys.bsa_m2)
+    # CSF at the end of a 24-h IV infusion follows the plasma steady state: 1/CL
+    pred, pred_scaled = (observations.predict(r, drug, phys) for r in (row, row.drop("plasma_cl_L_h_m2")))
+    assert pred / pred_scaled == pytest.approx(scaled / (row.plasma_cl_L_h_m2 * row.bsa_m2), rel=0.05)
+    bad = df.reset_index(drop=True)
+    bad.loc[bad.row_id == "MTX-03", "plasma_cl_L_h_m2"] = -1.0
+    bad.to_csv(tmp_path / "bad.csv", index=False)
+    with pytest.raises(ObservationError, match="row MTX-03: plasma_cl_L_h_m2 = -1.0 is not allowed"):
+        observations.load(tmp_path / "bad.csv")

@@ -381,6 +381,9 @@ def test_every_kernel_compiles_one_signature_through_the_public_api():
                                                              "cmt": ["it_lumbar"] * 2})), t_end=200)
     csfpk.compare(erl, {"150 mg qd": csfpk.Regimen.every(amt=150, ii=24, n=2)},
                   population=csfpk.Population(n=3, seed=1), t_end=48)
+    for method, metrics in (("auto", "exact"), ("adaptive", "grid")):  # nonlinear populations (run_adaptive)
+        csfpk.compare(lor, {"100 mg qd": csfpk.Regimen.every(amt=100, ii=24, n=2)}, method=method, metrics=metrics,
+                      population=csfpk.Population(n=3, seed=1, covariates={"bsa": (1.8, 0.1)}), t_end=48)
     lineage = load_myelosuppression().lineages["neutrophils"]
     counts_along([0, 1, 2, 3], [0, 1, 2, 0], lineage, 1, substeps=2)
 
@@ -391,7 +394,7 @@ def test_every_kernel_compiles_one_signature_through_the_public_api():
             if isinstance(obj, CPUDispatcher) and obj.__module__ == mod.__name__ and obj.signatures:
                 compiled[f"{info.name}.{name}"] = obj.signatures
     # the kernels Python calls; their callees show signatures too when compiled afresh (not loaded from cache)
-    for entry in ("exact.run_subject", "adaptive.run_subject", "batch.run_metrics", "friberg.run"):
+    for entry in ("exact.run_subject", "adaptive.run_subject", "batch.run_metrics", "batch.run_adaptive", "friberg.run"):
         assert entry in compiled, f"{entry} was not exercised"
     many = {k: v for k, v in compiled.items() if len(v) != 1}
     assert not many, many

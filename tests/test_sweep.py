@@ -37,7 +37,9 @@ def test_shipped_high_dose_tki_sweep():
     sw = load_sweep("high_dose_tki", n=3, seed=2)
     labels = {(s.drug.name, s.regimen_name) for s in sw.scenarios}
     assert ("erlotinib", "1500 mg weekly") in labels and ("alectinib", "900 mg bid") in labels
-    assert len(sw.scenarios) == 15  # gefitinib 1250 mg added (issue 13)
+    assert len(sw.scenarios) == 16  # gefitinib 1250 mg added (issue 13), lorlatinib 100 mg (issue 11)
+    solvers = {s.drug.name: s.solver for s in sw.scenarios}
+    assert "exact" not in (solvers["lorlatinib"], solvers["gefitinib"]) and solvers["erlotinib"] == "exact"
     assert all(s.population.n == 3 and s.population.seed == 2 and s.source for s in sw.scenarios)
     assert all(s.target_nM == s.drug.potency_target_nM for s in sw.scenarios)
 

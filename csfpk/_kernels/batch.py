@@ -10,11 +10,17 @@ update running metrics (formulas in ``exact.walk``; slots in ``codes``), so no c
 array is stored (memory per subject is a few vectors). Optionally every ``curve_stride``-th grid
 sample is written to ``curves[s]``. With ``exact_win`` = (t0, t1, t_trough) (float64[3]) the metrics are
 the exact grid-free ones of ``exposure.gap`` over [t0, t1] instead of the grid's (float64[0]).
+
+Nonlinear models (``run_adaptive``): each subject runs the adaptive driver of single simulations
+(``adaptive.run_subject``) with its own K, nonlinear terms ``nl`` and dose scale, and keeps its states
+at the output samples; the caller reads the metrics off them (``csfpk.batch``).
 """
 
 import numpy as np
 from numba import njit, prange
 
+from .adaptive import run_subject
+from .codes import BOLUS, RATE
 from .exact import walk
 
 
@@ -30,3 +36,19 @@ def run_metrics(Ks, n_dyn, kind, time, cmt, value, aux, grid_step, dose_scale, o
         status[s] = walk(Ks[s], n_dyn, kind, time, cmt, value, aux, grid_step, dose_scale[s], np.empty((0, n)),
                          out_state, f[s], w0, w1, trough_index, target, curve_stride, curves[s], metrics[s],
                          exact_win)
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def run_adaptive(method, Ks, nls, kind, time, cmt, value, dose_scale, rtol, atol, max_steps, states, status, stats):
+    """``adaptive.run_subject`` for every subject s with Ks[s], nls[s] and doses (BOLUS amounts and RATE
+    changes) multiplied by dose_scale[s] → states[s] (samples × n), status[s], stats[s] (threads over subjects).
+
+    With dose_scale[s] = 1 the timeline values are passed unchanged, so a subject's states equal those of
+    a single ``adaptive.run_subject`` call with the same K, nl, method and tolerances, bit for bit.
+    """
+    for s in prange(Ks.shape[0]):
+        v = value.copy()
+        for a in range(kind.shape[0]):
+            if kind[a] == BOLUS or kind[a] == RATE:
+                v[a] = value[a] * dose_scale[s]
+        status[s] = run_subject(method, Ks[s], nls[s], kind, time, cmt, v, rtol, atol, max_steps, states[s], stats[s])
