@@ -7,7 +7,7 @@ This module imports only ``argparse`` at import time, so ``csfpk --help`` stays 
 import argparse
 import sys
 
-WORKLOADS = ("tki", "it", "nonlinear")
+WORKLOADS = ("tki", "it", "nonlinear", "it_population")
 TOOLS = ("csfpk-exact", "csfpk-dopri5", "csfpk-rodas", "csfpk-auto", "scipy-LSODA", "scipy-BDF", "scipy-RK45",
          "scipy-odeint", "numbalsoda", "roadrunner")
 EPILOG = """examples:

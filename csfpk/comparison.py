@@ -9,6 +9,7 @@ the same ``csfpk.RunResult`` whether the run stays in memory or goes to a run fo
 from .batch import run
 from .drug import Drug, load_drug
 from .errors import ParameterError
+from .physiology import Physiology
 from .population import Population
 from .regimen import Regimen
 from .scenario import Scenario
@@ -17,8 +18,8 @@ from .units import hours
 
 
 def compare(drug, regimens, population=None, t_end="28d", *, dt=1.0, out=None, window=None, target_nM=None,
-            overrides=None, metrics="exact", method="auto", rtol=RTOL, atol=ATOL, chunk=None, curves=False, client=None, scheduler=None, overwrite=False,
-            progress=None):
+            overrides=None, metrics="exact", method="auto", rtol=RTOL, atol=ATOL, csf_layout="single", physiology=None,
+            chunk=None, curves=False, client=None, scheduler=None, overwrite=False, progress=None):
     """Simulate each regimen over the same virtual population and summarise exposure.
 
     Parameters
@@ -40,6 +41,11 @@ def compare(drug, regimens, population=None, t_end="28d", *, dt=1.0, out=None, w
     method : the solver, as ``csfpk.simulate`` names it: ``"auto"`` (exact for a linear drug, else the
         adaptive/stiff choice of ``simulate``), ``"exact"``, ``"adaptive"`` or ``"stiff"``.
     rtol, atol : tolerances of the adaptive solvers (relative; absolute, mg), default ``simulate``'s.
+    csf_layout : ``"single"`` (one CSF compartment, output ``csf``), ``"regional"`` (outputs
+        ``csf_ventricles``, ``csf_cisterna``, ``csf_cranial``, ``csf_lumbar``, each with the metrics
+        of ``csf``; the ``it_lumbar`` and ``it_ventricular`` routes then differ) or ``"none"``.
+    physiology : a ``Physiology`` (``csfpk.load_physiology("adult_lm")``); default adult. Its
+        ``[iiv]`` table gives the CSF-side variability of the population.
     chunk, curves, client, scheduler, overwrite, progress : see ``csfpk.batch.run``.
 
     Returns
@@ -69,6 +75,8 @@ def compare(drug, regimens, population=None, t_end="28d", *, dt=1.0, out=None, w
     for label, reg in regimens.items():
         if not isinstance(reg, Regimen):
             raise ParameterError(f"regimens[{label!r}] = {reg!r} is not a Regimen; build one with csfpk.Regimen.every")
+    if physiology is not None and not isinstance(physiology, Physiology):
+        raise ParameterError(f"physiology = {physiology!r} is not a Physiology; pass csfpk.load_physiology(name)")
     population = population or Population(n=1000, seed=1)
     if not isinstance(population, Population):
         raise ParameterError(f"population = {population!r} is not a csfpk.Population")
@@ -78,7 +86,8 @@ def compare(drug, regimens, population=None, t_end="28d", *, dt=1.0, out=None, w
         window = (hours(window[0], "window start"), hours(window[1], "window end"))
     scenarios = [Scenario(drug=drug, regimen=reg, population=population, t_end=t_end, dt=dt, regimen_name=str(label),
                           population_name=population.name, overrides=overrides or {}, target_nM=target_nM,
-                          window=window, metrics=metrics, method=method, rtol=rtol, atol=atol)
+                          window=window, metrics=metrics, method=method, rtol=rtol, atol=atol, csf_layout=csf_layout,
+                          physiology=physiology)
                  for label, reg in regimens.items()]
     return run(scenarios, out, chunk=chunk, curves=curves, client=client, scheduler=scheduler, overwrite=overwrite,
                progress=progress)
