@@ -7,9 +7,9 @@ This module imports only ``argparse`` at import time, so ``csfpk --help`` stays 
 import argparse
 import sys
 
-WORKLOADS = ("tki", "it", "nonlinear")
-TOOLS = ("csfpk-exact", "csfpk-dopri5", "csfpk-rodas", "scipy-LSODA", "scipy-BDF", "scipy-RK45", "scipy-odeint",
-         "numbalsoda", "roadrunner")
+WORKLOADS = ("tki", "it", "nonlinear", "it_population")
+TOOLS = ("csfpk-exact", "csfpk-dopri5", "csfpk-rodas", "csfpk-auto", "scipy-LSODA", "scipy-BDF", "scipy-RK45",
+         "scipy-odeint", "numbalsoda", "roadrunner")
 EPILOG = """examples:
   python -m benchmarks --quick
   python -m benchmarks --json benchmarks/results/bench.json --md benchmarks/results/bench.md

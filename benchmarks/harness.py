@@ -15,17 +15,18 @@ from pathlib import Path
 
 import numpy as np
 
-from . import reference, tools
+from . import population, reference, tools
 from .workloads import make_workloads
 
 ADAPTIVE_TOL = {"rtol": 1e-8, "atol": 1e-12}  # every adaptive tool, csfpk's included (atol in mg)
 LINEAR_TOOLS = ("csfpk-exact", "csfpk-dopri5", "scipy-LSODA", "scipy-BDF", "scipy-RK45", "scipy-odeint",
                 "numbalsoda", "roadrunner")
-NONLINEAR_TOOLS = ("csfpk-rodas", "csfpk-dopri5", "scipy-LSODA", "scipy-BDF", "scipy-RK45", "scipy-odeint",
-                   "numbalsoda", "roadrunner")
+NONLINEAR_TOOLS = ("csfpk-auto", "csfpk-dopri5", "csfpk-rodas", "scipy-LSODA", "scipy-BDF", "scipy-RK45",
+                   "scipy-odeint", "numbalsoda", "roadrunner")
 REQUIRED_KEYS = ("workload", "tool", "n", "median_s", "subjects_per_s", "ratio_to_csfpk", "max_rel_err",
                  "extrapolated")
 ROOT = Path(__file__).resolve().parent.parent
+POPULATION = "it_population"  # the population workload (benchmarks/population.py), run after the kernel workloads
 
 
 class Settings:
@@ -138,10 +139,12 @@ def run(*, quick=False, workloads=None, tools_=None, max_n=None, repeats=None, c
     load_before = os.getloadavg()
     st = Settings(quick, max_n, repeats, compile_probe, sizes)
     all_w = make_workloads()
-    names = list(workloads or all_w)
+    names = list(workloads or [*all_w, POPULATION])
     for name in names:
-        if name not in all_w:
-            raise ValueError(f"workload {name!r} is unknown; expected one of {sorted(all_w)}")
+        if name not in all_w and name != POPULATION:
+            raise ValueError(f"workload {name!r} is unknown; expected one of {sorted([*all_w, POPULATION])}")
+    with_population = POPULATION in names
+    names = [n for n in names if n != POPULATION]
     records, skipped, wnotes = [], {}, {}
     for name in names:
         w = all_w[name]
@@ -170,6 +173,12 @@ def run(*, quick=False, workloads=None, tools_=None, max_n=None, repeats=None, c
                 continue
             records.extend(recs)
     _add_ratios(records, {n: all_w[n].reference_tool for n in names})
+    if with_population:  # the batch runner end to end (benchmarks/population.py); ratios against its grid mode
+        log(f"workload {POPULATION}: {population.DESCRIPTION}")
+        recs = population.run(quick=quick, repeats=repeats, log=log)
+        _add_ratios(recs, {POPULATION: "csfpk-batch-grid"})
+        records.extend(recs)
+        wnotes[POPULATION] = population.NOTE
     compile_info = {}
     if compile_probe:
         log("compile cost in fresh processes (NUMBA_CACHE_DIR = a new empty folder, then the same folder again)")
@@ -190,7 +199,8 @@ def run(*, quick=False, workloads=None, tools_=None, max_n=None, repeats=None, c
                           "adaptive_tol": ADAPTIVE_TOL, "radau_tol": reference.RADAU_TOL,
                           "reference_subjects_nonlinear": st.reference_subjects,
                           "threads": _threads(), "cpus": os.cpu_count()},
-             "workloads": {n: all_w[n].description for n in names}}
+             "workloads": {**{n: all_w[n].description for n in names},
+                           **({POPULATION: population.DESCRIPTION} if with_population else {})}}
     return records, notes
 
 
@@ -294,7 +304,7 @@ def markdown(records, notes):
              "against the exact solution (nonlinear: scipy Radau rtol "
              f"{st['radau_tol']['rtol']:g}, atol {st['radau_tol']['atol']:g}, first "
              f"{st['reference_subjects_nonlinear']} subject(s)). `×csfpk` = tool time / csfpk time, same workload and N "
-             "(csfpk-exact; nonlinear: csfpk-rodas). *italic* = extrapolated from the largest measured N."), ""]
+             "(csfpk-exact; nonlinear: csfpk-auto). *italic* = extrapolated from the largest measured N."), ""]
     for wname, desc in notes["workloads"].items():
         lines += [f"## {wname}: {desc}", ""]
         if wname in notes["workload_notes"]:

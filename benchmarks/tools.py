@@ -17,7 +17,7 @@ import importlib.util
 
 import numpy as np
 
-from csfpk._kernels.codes import DOPRI5, NL_CENTRAL, NL_KM, NL_SINK, NL_V1, NL_VMAX, RODAS
+from csfpk._kernels.codes import AUTO, DOPRI5, NL_CENTRAL, NL_KM, NL_SINK, NL_V1, NL_VMAX, RODAS
 
 MAX_STEPS = 10_000_000
 
@@ -60,6 +60,10 @@ def csfpk_dopri5(w, Ks, nls, tol, out=None):
 
 def csfpk_rodas(w, Ks, nls, tol, out=None):
     return _csfpk_adaptive(RODAS, w, Ks, nls, tol, out)
+
+
+def csfpk_auto(w, Ks, nls, tol, out=None):
+    return _csfpk_adaptive(AUTO, w, Ks, nls, tol, out)
 
 
 # --------------------------------------------------------------------------- right-hand sides
@@ -298,6 +302,7 @@ TOOLS = {
     "csfpk-exact": csfpk_exact,
     "csfpk-dopri5": csfpk_dopri5,
     "csfpk-rodas": csfpk_rodas,
+    "csfpk-auto": csfpk_auto,
     "scipy-LSODA": scipy_lsoda,
     "scipy-BDF": scipy_bdf,
     "scipy-RK45": scipy_rk45,
@@ -305,4 +310,4 @@ TOOLS = {
     "numbalsoda": numbalsoda_lsoda,
     "roadrunner": roadrunner_cvode,
 }
-CSFPK_TOOLS = ("csfpk-exact", "csfpk-dopri5", "csfpk-rodas")
+CSFPK_TOOLS = ("csfpk-exact", "csfpk-dopri5", "csfpk-rodas", "csfpk-auto")

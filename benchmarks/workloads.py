@@ -158,7 +158,7 @@ def make_workloads():
             description="tki with Michaelis-Menten elimination (Vmax 3 mg/h, Km 0.5 mg/L), adaptive solvers",
             drug=tki_drug.replace(Vmax=NL_VMAX, Km=NL_KM), layout="single", regimen=daily, t_end=672.0, dt=1.0,
             iiv=tki_iiv, sizes=(1, 100, 1000, 10000), quick_sizes=(1, 100), csf_output="csf",
-            reference_tool="csfpk-rodas"),
+            reference_tool="csfpk-auto"),
     }
 
 

@@ -37,8 +37,8 @@ from . import metrics, plot
 from ._kernels.codes import N_METRICS, N_STATS
 from .errors import CsfpkError, ParameterError
 from .escalation_population import escalation_model, run_escalation_subjects
-from .model import VARYING, nonlinear_parameters
-from .population import Population, build_rate_matrices, marrow_parameters
+from .model import LAYOUT_PHYSIOLOGY, PHYSIOLOGY_VARYING, VARYING, nonlinear_parameters
+from .population import Population, build_rate_matrices, marrow_parameters, reachable
 from .progress import Progress
 from .io import atomic_path
 from .runfolder import CURVES_SUMMARY, SUMMARY, SUMMARY_PNG, RunWriter, chunk_plan
@@ -241,11 +241,16 @@ def run_chunk(scn: Scenario, start, stop, curves=False, prep=None):
     if isinstance(prep, _EscalationPrepared):
         return _run_escalation_chunk(scn, start, stop, prep)[:2]
     params = scn.population.sample(scn.drug, start, stop, scn.physiology)
+    # the table keeps the physiology draws this layout uses (a single-layout run has no regional volumes)
+    unused = set(PHYSIOLOGY_VARYING) - set(LAYOUT_PHYSIOLOGY.get(scn.csf_layout, PHYSIOLOGY_VARYING))
+    params = {k: v for k, v in params.items() if k not in unused}
     S = stop - start
     invalid = np.zeros(S, dtype=bool)  # non-finite or non-positive parameters: the subject fails alone
     for k in VARYING:
         if k in params:
             invalid |= ~(np.isfinite(params[k]) & (params[k] > 0))
+    with np.errstate(invalid="ignore", divide="ignore"):  # and a CSF too small or fast for the drug's half-life
+        invalid |= ~reachable(scn.drug, params, scn.physiology, scn.csf_layout)
     if invalid.all():
         return _failed_chunk(params, prep, Status.NONFINITE)
     sim = params
@@ -604,7 +609,7 @@ def _run_dask(todo, curves, store, client, bar):
 def typical_scenario(scn):
     """``scn`` for its typical subject: one subject, no IIV, covariates at their medians, nominal penetration."""
     pop = scn.population
-    typ = Population(n=1, seed=pop.seed, iiv={k: 0.0 for k in pop.cv(scn.drug)},
+    typ = Population(n=1, seed=pop.seed, iiv={k: 0.0 for k in pop.cv(scn.drug, scn.physiology)},
                      covariates={k: (med, 0.0) for k, (med, _) in pop.covariates.items()}, penetration="nominal",
                      name="typical")
     if scn.escalation is not None:  # and the typical marrow

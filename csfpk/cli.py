@@ -28,7 +28,7 @@ from .protocols import list_regimens, load_regimen
 from .regimen import Regimen, columns, read_table
 from .runfolder import FinishedRunError
 from .runresult import load_run
-from .simulation import as_model, simulate
+from .simulation import METHODS, as_model, simulate
 from .sweep import load_sweep
 from .units import body_size, hours
 
@@ -115,7 +115,7 @@ def _parser():
     s.add_argument("--t-end", help="end of simulation (default: last dose + 7d)")
     s.add_argument("--dt", default="1h", help="output step (default 1h)")
     s.add_argument("--layout", default="single", choices=("single", "regional"), help="CSF layout")
-    s.add_argument("--method", default="auto", choices=("auto", "exact", "adaptive", "stiff"))
+    s.add_argument("--method", default="auto", choices=METHODS)
     b = s.add_argument_group("subject (covariates of the drug file's covariate models; BSA for mg/m2 doses)")
     b.add_argument("--weight", help="body weight, kg")
     b.add_argument("--height", help="height, cm (with --weight gives the BSA by Du Bois)")

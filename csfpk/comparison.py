@@ -10,6 +10,7 @@ from .batch import run
 from .drug import Drug, load_drug
 from .errors import ParameterError
 from .escalation import Escalation
+from .physiology import Physiology
 from .population import Population
 from .regimen import Regimen
 from .scenario import Scenario
@@ -18,8 +19,8 @@ from .units import hours
 
 
 def compare(drug, regimens, population=None, t_end="28d", *, dt=1.0, out=None, window=None, target_nM=None,
-            overrides=None, metrics="exact", method="auto", rtol=RTOL, atol=ATOL, chunk=None, curves=False, client=None, scheduler=None, overwrite=False,
-            progress=None):
+            overrides=None, metrics="exact", method="auto", rtol=RTOL, atol=ATOL, csf_layout="single", physiology=None,
+            chunk=None, curves=False, client=None, scheduler=None, overwrite=False, progress=None):
     """Simulate each regimen over the same virtual population and summarise exposure.
 
     Parameters
@@ -43,6 +44,11 @@ def compare(drug, regimens, population=None, t_end="28d", *, dt=1.0, out=None, w
     method : the solver, as ``csfpk.simulate`` names it: ``"auto"`` (exact for a linear drug, else the
         adaptive/stiff choice of ``simulate``), ``"exact"``, ``"adaptive"`` or ``"stiff"``.
     rtol, atol : tolerances of the adaptive solvers (relative; absolute, mg), default ``simulate``'s.
+    csf_layout : ``"single"`` (one CSF compartment, output ``csf``), ``"regional"`` (outputs
+        ``csf_ventricles``, ``csf_cisterna``, ``csf_cranial``, ``csf_lumbar``, each with the metrics
+        of ``csf``; the ``it_lumbar`` and ``it_ventricular`` routes then differ) or ``"none"``.
+    physiology : a ``Physiology`` (``csfpk.load_physiology("adult_lm")``); default adult. Its
+        ``[iiv]`` table gives the CSF-side variability of the population.
     chunk, curves, client, scheduler, overwrite, progress : see ``csfpk.batch.run``.
 
     Returns
@@ -73,6 +79,8 @@ def compare(drug, regimens, population=None, t_end="28d", *, dt=1.0, out=None, w
         if not isinstance(reg, (Regimen, Escalation)):
             raise ParameterError(f"regimens[{label!r}] = {reg!r} is not a Regimen or an Escalation; build one with "
                                  "csfpk.Regimen.every or csfpk.Escalation")
+    if physiology is not None and not isinstance(physiology, Physiology):
+        raise ParameterError(f"physiology = {physiology!r} is not a Physiology; pass csfpk.load_physiology(name)")
     population = population or Population(n=1000, seed=1)
     if not isinstance(population, Population):
         raise ParameterError(f"population = {population!r} is not a csfpk.Population")
@@ -83,8 +91,8 @@ def compare(drug, regimens, population=None, t_end="28d", *, dt=1.0, out=None, w
     scenarios = [Scenario(drug=drug, regimen=reg.schedule() if isinstance(reg, Escalation) else reg,
                           population=population, t_end=t_end, dt=dt, regimen_name=str(label),
                           population_name=population.name, overrides=overrides or {}, target_nM=target_nM,
-                          window=window, metrics=metrics, method=method, rtol=rtol, atol=atol,
-                          escalation=reg if isinstance(reg, Escalation) else None)
+                          window=window, metrics=metrics, method=method, rtol=rtol, atol=atol, csf_layout=csf_layout,
+                          physiology=physiology, escalation=reg if isinstance(reg, Escalation) else None)
                  for label, reg in regimens.items()]
     return run(scenarios, out, chunk=chunk, curves=curves, client=client, scheduler=scheduler, overwrite=overwrite,
                progress=progress)

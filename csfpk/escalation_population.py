@@ -35,7 +35,7 @@ from ._kernels import codes
 from .drug import load_drug
 from .errors import ParameterError, ScheduleError
 from .escalation import Escalation
-from .model import VARYING, build_model, rate_matrices
+from .model import VARYING, build_model, rate_matrices, typical_value
 from .myelosuppression import load_myelosuppression
 from .physiology import load_physiology
 from .population import Population, marrow_parameters
@@ -210,7 +210,7 @@ def run_escalation_subjects(drug, escalation: Escalation, params, marrow, *, t_e
     why = _bad_rows(params, marrow)
     skip = (why != "").astype(np.int64)
     pk = {k: np.asarray(params[k], dtype=float).copy() for k in VARYING if k in params}
-    typical = {k: float(getattr(drug.csf if k in ("penetration_ratio", "CL_in") else drug.plasma, k)) for k in pk}
+    typical = {k: typical_value(drug, physiology, k) for k in pk}
     for k in pk:  # failed subjects get typical values so the rate matrices of the others can be built
         pk[k][skip == 1] = typical[k]
     if "fu" in pk:

@@ -19,7 +19,8 @@ is read) into ``RUN_DIR/figures/`` unless told otherwise:
                                     per lineage and final dose levels per regimen
 ==================================  =========================================================
 
-``<csf>`` is ``csf`` in the single CSF layout, ``csf_lumbar`` in the regional one. Each metric
+``<csf>`` is ``csf`` in the single CSF layout, ``csf_lumbar`` in the regional one; a regional run
+draws each CSF figure for ``csf_ventricles`` too (lumbar puncture vs Ommaya). Each metric
 is computed over the run's window (``csfpk.metrics``: by default the last dosing interval for
 repeated doses, per injection for intrathecal regimens), which each figure's title names.
 
@@ -51,14 +52,17 @@ def main_metrics(run):
     AUC over the span; no CSF Cavg or trough, which mean nothing for bolus pulses.
     """
     csf = run.csf_compartment()
+    sites = [csf] if csf is not None else []
+    if csf == "csf_lumbar" and any(c.startswith("csf_ventricles_") for c in run.metric_names()):
+        sites.append("csf_ventricles")  # regional runs: where an Ommaya dose goes
     out = []
     if csf is not None and f"{csf}_peak_inj" in run.metric_names():
-        return [f"{csf}_peak_inj", f"{csf}_time_above_inj", f"{csf}_cxt_inj", "plasma_auc"]
-    if csf is not None:
-        out += [f"{csf}_trough", f"{csf}_cavg"]
-        t = run.summary["target_nM"] if "target_nM" in run.summary else None
+        return [f"{o}_{m}" for o in sites for m in ("peak_inj", "time_above_inj", "cxt_inj")] + ["plasma_auc"]
+    t = run.summary["target_nM"] if "target_nM" in run.summary else None
+    for o in sites:
+        out += [f"{o}_trough", f"{o}_cavg"]
         if t is not None and t.notna().any():
-            out.append(f"{csf}_pct_above")
+            out.append(f"{o}_pct_above")
     # AUCτ of regimens with different τ (daily vs weekly) is not comparable: their plasma Cavg,ss = AUCτ/τ is
     out.append("plasma_cavg" if "plasma_cavg_ss" in run.metric_names() else "plasma_auc")
     return out

@@ -101,6 +101,7 @@ from .physiology import Physiology, load_physiology
 LAYOUTS = ("single", "regional")
 REGIONS = ("csf_ventricles", "csf_cisterna", "csf_cranial", "csf_lumbar")
 _SITE_REGION = {"lumbar": "csf_lumbar", "ventricular": "csf_ventricles", "cisternal": "csf_cisterna"}
+_REGION_VOLUMES = ("volume_ventricles", "volume_cisterna", "volume_cranial", "volume_lumbar")  # REGIONS order
 
 
 @dataclass(frozen=True, eq=False)
@@ -184,8 +185,27 @@ class Model:
 
 
 # per-subject parameters ``rate_matrices`` and ``nonlinear_parameters`` accept as arrays (everything else comes
-# from the drug file); CL_induced enters only the nonlinear terms
-VARYING = ("CL", "V1", "ka", "Q", "V2", "Q3", "V3", "mtt", "fu", "penetration_ratio", "CL_in", "CL_induced")
+# from the drug and physiology files): drug parameters (``Drug.replace`` names; CL_induced enters only the
+# nonlinear terms) and physiology values (``Physiology.replace`` names)
+DRUG_VARYING = ("CL", "V1", "ka", "Q", "V2", "Q3", "V3", "mtt", "fu", "penetration_ratio", "CL_in", "CL_out",
+                "CL_induced")
+PHYSIOLOGY_VARYING = ("csf_volume", "bulk_flow", "volume_ventricles", "volume_cisterna", "volume_cranial",
+                      "volume_lumbar", "mixing_cranial_lumbar")
+VARYING = DRUG_VARYING + PHYSIOLOGY_VARYING
+# the physiology values each layout uses (the others change nothing in it)
+LAYOUT_PHYSIOLOGY = {"none": (), "single": ("csf_volume", "bulk_flow"),
+                     "regional": ("bulk_flow", "volume_ventricles", "volume_cisterna", "volume_cranial",
+                                  "volume_lumbar", "mixing_cranial_lumbar")}
+# the physiology value that is the volume of each CSF output
+OUTPUT_VOLUME = {"csf": "csf_volume", "csf_ventricles": "volume_ventricles", "csf_cisterna": "volume_cisterna",
+                 "csf_cranial": "volume_cranial", "csf_lumbar": "volume_lumbar"}
+
+
+def typical_value(drug, physiology, name):
+    """The file value of ``name`` (one of ``VARYING``): a physiology value, a CSF exchange or a plasma parameter."""
+    if name in PHYSIOLOGY_VARYING:
+        return float(getattr(physiology, name))
+    return float(getattr(drug.csf if name in ("penetration_ratio", "CL_in", "CL_out") else drug.plasma, name))
 
 
 def _add_flow(K, states, src, dst, k):
@@ -198,13 +218,23 @@ def _add_flow(K, states, src, dst, k):
     K[:, src, src] -= k
 
 
+def _half_life_reachable(drug, v, qb):
+    """True where the drug's CSF equilibration half-life is reachable with CSF volume v and bulk flow qb
+    (arrays): t½ <= ln2·V_csf/Q_bulk. Always true in the mechanistic mode."""
+    v, qb = np.asarray(v, dtype=float), np.asarray(qb, dtype=float)
+    if drug.csf is None or drug.csf.mechanistic:
+        return np.ones(np.broadcast(v, qb).shape, dtype=bool)
+    return drug.csf.equilibration_half_life <= math.log(2) * v / qb
+
+
 def _check_half_life(drug, v, qb):
-    csf = drug.csf
-    max_half_life = math.log(2) * v / qb
-    if csf.equilibration_half_life > max_half_life:
+    ok = _half_life_reachable(drug, v, qb)
+    if not np.all(ok):
+        i = int(np.flatnonzero(~np.atleast_1d(ok))[0])
+        v, qb = np.broadcast_to(v, ok.shape).ravel()[i], np.broadcast_to(qb, ok.shape).ravel()[i]
         raise ParameterError(
-            f"{drug.name}: csf.equilibration_half_life = {csf.equilibration_half_life:g} h is longer than CSF bulk "
-            f"flow alone allows; expected <= ln2·V_csf/Q_bulk = {max_half_life:.3g} h "
+            f"{drug.name}: csf.equilibration_half_life = {drug.csf.equilibration_half_life:g} h is longer than CSF "
+            f"bulk flow alone allows; expected <= ln2·V_csf/Q_bulk = {math.log(2) * v / qb:.3g} h "
             f"(V_csf = {v:g} L, Q_bulk = {qb:g} L/h)"
         )
 
@@ -215,7 +245,21 @@ def _exchange(drug, v, qb, ratio, fu):
     _check_half_life(drug, v, qb)
     cl_total = math.log(2) * v / csf.equilibration_half_life
     fu_basis = fu if csf.basis == "total" else 1.0
-    return ratio * cl_total / fu_basis, max(cl_total - qb, 0.0)
+    return ratio * cl_total / fu_basis, np.maximum(cl_total - qb, 0.0)
+
+
+def reachable_exchange(drug, physiology, csf_layout, values):
+    """bool[S]: True for the subjects whose CSF volume and bulk flow (``values`` as in ``rate_matrices``)
+    allow the drug's CSF equilibration half-life (``_graph`` raises for the others)."""
+    S = len(next(iter(values.values()))) if values else 1
+    if csf_layout == "none" or drug.csf is None:
+        return np.ones(S, dtype=bool)
+    qb = np.asarray(values.get("bulk_flow", physiology.bulk_flow), dtype=float)
+    if csf_layout == "single":
+        v = values.get("csf_volume", physiology.csf_volume)
+    else:
+        v = sum(np.asarray(values.get(k, getattr(physiology, k)), dtype=float) for k in _REGION_VOLUMES)
+    return np.broadcast_to(_half_life_reachable(drug, v, qb), (S,)).copy()
 
 
 def csf_clearances(drug: Drug, physiology: Physiology):
@@ -267,31 +311,31 @@ def _has_interstitial(drug, csf_layout):
     return csf_layout != "none" and drug.csf is not None and drug.csf.CL_interstitial is not None
 
 
-def _interstitial(add, ix, drug, physiology, csf_layout, derived):
+def _interstitial(add, ix, drug, physiology, vols):
     """CSF ↔ brain interstitial fluid exchange (module docstring): one clearance CL_isf shared among
-    the CSF regions in proportion to their volume, as the plasma exchange is."""
+    the CSF regions in proportion to their volume, as the plasma exchange is. ``vols`` maps each
+    CSF state name to its volumes (L, one per subject)."""
     cl, v_isf = drug.csf.CL_interstitial, physiology.volume_interstitial
     e = ix["brain_ecf"]
-    if csf_layout == "single":
-        pairs = [(ix["csf"], physiology.csf_volume, cl)]
+    if len(vols) == 1:
+        pairs = [(ix[r], v, cl) for r, v in vols.items()]
     else:
-        vols = derived["volumes"]
         v_total = sum(vols.values())
         pairs = [(ix[r], vols[r], cl * vols[r] / v_total) for r in REGIONS]
     for j, v, cl_r in pairs:
-        if cl_r > 0:
+        if np.any(np.asarray(cl_r) > 0):
             add(j, e, cl_r / v)
             add(e, j, cl_r / v_isf)
     if drug.csf.CL_brain_out:
         add(e, ix["central"], drug.csf.CL_brain_out / v_isf)
-    derived["CL_interstitial"] = cl
 
 
 def _graph(drug, physiology, csf_layout, values):
     """Rate matrices of S subjects: (states, has_depot, Ks float64[S, n, n], derived).
 
-    ``values`` maps names of ``VARYING`` to float64[S] (S subjects); the rest comes from the drug.
-    The one place the compartment graph of the module docstring is built: ``build_model`` is S = 1.
+    ``values`` maps names of ``VARYING`` to float64[S] (S subjects); the rest comes from the drug and
+    the physiology. The one place the compartment graph of the module docstring is built:
+    ``build_model`` is S = 1.
     """
     states, has_depot = _states(drug, physiology, csf_layout)
     unknown = set(values) - set(VARYING)
@@ -303,8 +347,7 @@ def _graph(drug, physiology, csf_layout, values):
     def get(name):
         if name in values:
             return np.asarray(values[name], dtype=float)
-        source = csf if name in ("penetration_ratio", "CL_in") else p
-        return np.full(S, float(getattr(source, name)))
+        return np.full(S, typical_value(drug, physiology, name))
 
     n = len(states)
     ix = {st: i for i, st in enumerate(states)}
@@ -327,18 +370,19 @@ def _graph(drug, physiology, csf_layout, values):
         add(ix["peripheral2"], c, get("Q3") / get("V3"))
     derived = {}
     if csf_layout == "single":
-        v, qb = physiology.csf_volume, physiology.bulk_flow
+        v, qb = get("csf_volume"), get("bulk_flow")
         if csf.mechanistic:
-            cl_in, cl_out = get("CL_in"), csf.CL_out
+            cl_in, cl_out = get("CL_in"), get("CL_out")
         else:
             cl_in, cl_out = _exchange(drug, v, qb, get("penetration_ratio"), fu)
         add(c, ix["csf"], cl_in * fu / V1)
         add(ix["csf"], c, (cl_out + qb) / v)
         derived.update(CL_in=cl_in, CL_out=cl_out)
+        if _has_interstitial(drug, csf_layout):
+            _interstitial(add, ix, drug, physiology, {"csf": v})
+            derived["CL_interstitial"] = csf.CL_interstitial
     elif csf_layout == "regional":
         derived.update(_regional(add, Ks, ix, drug, physiology, c, V1, fu, get))
-    if csf_layout == "single" and _has_interstitial(drug, csf_layout):
-        _interstitial(add, ix, drug, physiology, csf_layout, derived)
     if has_depot:
         target = "csf" if csf_layout == "single" else "csf_lumbar"
         add(ix["csf_depot"], ix[target], math.log(2) / csf.depot_release_half_life)
@@ -440,43 +484,47 @@ def build_model(drug: Drug, physiology: Physiology | None = None, csf_layout="si
 
 
 def _regional(add, Ks, ix, drug, phys, c, V1, fu, get):
-    """Add the regional CSF flows to every K[s]; return the derived clearances (module docstring)."""
-    vols = {"csf_ventricles": phys.volume_ventricles, "csf_cisterna": phys.volume_cisterna,
-            "csf_cranial": phys.volume_cranial, "csf_lumbar": phys.volume_lumbar}
+    """Add the regional CSF flows to every K[s]; return the derived clearances (module docstring).
+
+    Volumes, bulk flow and spinal mixing may differ by subject (``get`` gives one value per subject),
+    so the influx solve is one small linear system per subject (``np.linalg.solve`` over the stack).
+    """
+    vols = {r: get(k) for r, k in zip(REGIONS, _REGION_VOLUMES)}
     v_total = sum(vols.values())
-    qb, s = phys.bulk_flow, phys.spinal_fraction
+    qb, s = get("bulk_flow"), phys.spinal_fraction
     region_ix = [ix[r] for r in REGIONS]
     vol_of = {ix[r]: vols[r] for r in REGIONS}
     V, M, C, L = region_ix
     for a, b, q in [(V, M, qb), (M, C, (1 - s) * qb), (M, L, s * qb), (L, C, s * qb), (C, c, qb)]:
-        if q > 0:
+        if np.any(q > 0):
             add(a, b, q / vol_of[a])
-    for a, b, q in ((C, L, phys.mixing_cranial_lumbar), (V, M, phys.mixing_ventricles_cisterna),
+    for a, b, q in ((C, L, get("mixing_cranial_lumbar")), (V, M, phys.mixing_ventricles_cisterna),
                     (M, C, phys.mixing_cisterna_cranial)):
-        if q > 0:
+        if np.any(np.asarray(q) > 0):
             add(a, b, q / vol_of[a])
             add(b, a, q / vol_of[b])
     extra = {}
     if "brain_ecf" in ix:  # before the influx solve: the interstitial fluid links the regions at steady state
-        _interstitial(add, ix, drug, phys, "regional", {"volumes": vols, **extra})
+        _interstitial(add, ix, drug, phys, vols)
         extra["CL_interstitial"] = drug.csf.CL_interstitial
     csf = drug.csf
     if csf.mechanistic:
-        k_out = csf.CL_out / v_total
+        k_out = get("CL_out") / v_total
         scale = get("CL_in") / v_total
     else:
         k_out = _exchange(drug, v_total, qb, 1.0, 1.0)[1] / v_total
         # per-volume influx of unbound drug solved so the steady-state ratio at the sampling site is R:
         # with C_p = 1 mg/L and fu = 1 the CSF block gives A_unit; A is linear in fu·scale
         block = region_ix + ([ix["brain_ecf"]] if "brain_ecf" in ix else [])
-        sub = Ks[0][np.ix_(block, block)].copy()
+        sub = Ks[:, block][:, :, block].copy()
         for j in range(len(REGIONS)):
-            sub[j, j] -= k_out
-        rhs = np.zeros(len(block))
-        rhs[: len(REGIONS)] = [vols[r] for r in REGIONS]
-        a_unit = np.linalg.solve(sub, -rhs)
+            sub[:, j, j] -= k_out
+        rhs = np.zeros((Ks.shape[0], len(block), 1))
+        for j, r in enumerate(REGIONS):
+            rhs[:, j, 0] = vols[r]
+        a_unit = np.linalg.solve(sub, -rhs)[:, :, 0]
         site = _SITE_REGION[csf.site]
-        c_site_unit = a_unit[REGIONS.index(site)] / vols[site]
+        c_site_unit = a_unit[:, REGIONS.index(site)] / vols[site]
         target = get("penetration_ratio") * (1.0 if csf.basis == "total" else fu)
         scale = target / (fu * c_site_unit)
     cl_in, cl_out = {}, {}
@@ -484,6 +532,6 @@ def _regional(add, Ks, ix, drug, phys, c, V1, fu, get):
         cl_in[r] = scale * vols[r]
         cl_out[r] = k_out * vols[r]
         add(c, j, cl_in[r] * fu / V1)
-        if cl_out[r] > 0:
+        if np.any(cl_out[r] > 0):
             add(j, c, cl_out[r] / vols[r])
     return {"volumes": vols, "CL_in": cl_in, "CL_out": cl_out, **extra}

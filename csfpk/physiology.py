@@ -1,4 +1,5 @@
-"""Adult CSF physiology: volumes, bulk flow, regional routing and mixing; default body size.
+"""Adult CSF physiology: volumes, bulk flow, regional routing and mixing; default body size; their
+variability between patients.
 
 Loaded strictly from ``params/physiology/<name>.toml`` (schema ``csfpk.physiology/1``).
 """
@@ -24,6 +25,11 @@ REGIONAL_SPECS = {
     "mixing_ventricles_cisterna": Spec("L/h", low=0.0),
     "mixing_cisterna_cranial": Spec("L/h", low=0.0),
 }
+# inter-individual variability (log-normal, ``csfpk.population``) a physiology file's [iiv] table may give:
+# the Physiology values that vary per subject, and CL_out, the CSF efflux clearance of a drug in the
+# mechanistic mode (the patient's barrier, not the drug, is what varies)
+IIV_KEYS = ("csf_volume", "bulk_flow", "volume_ventricles", "volume_cisterna", "volume_cranial", "volume_lumbar",
+            "mixing_cranial_lumbar", "CL_out")
 BODY_SPECS = {"weight": Spec("kg", **POSITIVE), "bsa": Spec("m2", **POSITIVE), "crcl": Spec("mL/min", **POSITIVE)}
 
 
@@ -35,6 +41,8 @@ class Physiology(PicklesMappings):
     four regional volumes, the share of bulk flow routed through the spinal subarachnoid space
     (``spinal_fraction``) and two-way mixing clearances (L/h). ``volume_interstitial`` (L) is the
     brain interstitial fluid that exchanges with the CSF for drugs with a ``csf.CL_interstitial``.
+    ``iiv`` maps names of ``IIV_KEYS`` to the coefficient of variation (fraction) of their
+    log-normal inter-individual variability in populations (the file's ``[iiv]`` table).
     """
 
     csf_volume: float = 0.14
@@ -53,8 +61,15 @@ class Physiology(PicklesMappings):
     crcl_mL_min: float = 100.0
     name: str = "custom"
     quantities: MappingProxyType = field(default_factory=lambda: MappingProxyType({}))
+    iiv: MappingProxyType = field(default_factory=lambda: MappingProxyType({}))
 
     def __post_init__(self):
+        iiv = {}
+        for k, cv in dict(self.iiv).items():
+            if k not in IIV_KEYS:
+                raise ParameterError(f"physiology iiv.{k} is not allowed; expected one of {list(IIV_KEYS)}")
+            iiv[k] = check_value("physiology", f"iiv.{k}", cv, Spec("fraction", low=0.0, high=3.0))
+        object.__setattr__(self, "iiv", MappingProxyType(iiv))
         check_value("physiology", "csf_volume", self.csf_volume, CSF_SPECS["volume"])
         check_value("physiology", "bulk_flow", self.bulk_flow, CSF_SPECS["bulk_flow"])
         if self.volume_interstitial is not None:
@@ -78,7 +93,7 @@ def load_physiology(name_or_path="adult"):
 @functools.lru_cache(maxsize=32)
 def _load_physiology(key):
     path = Path(key[0])
-    doc, where = read_document(path, "csfpk.physiology/1", ("name", "csf"), ("body",))
+    doc, where = read_document(path, "csfpk.physiology/1", ("name", "csf"), ("body", "iiv"))
     quantities = {}
     csf = doc["csf"]
     require_keys(f"{where} [csf]", csf, ("volume", "bulk_flow"), ("regional", "volume_interstitial"))
@@ -102,7 +117,15 @@ def _load_physiology(key):
         q = read_entry(f"{where} [body]", key, entry, BODY_SPECS[key])
         quantities[f"body.{key}"] = q
         values[{"weight": "weight_kg", "bsa": "bsa_m2", "crcl": "crcl_mL_min"}[key]] = q.value
+    table = doc.get("iiv", {})
+    require_keys(f"{where} [iiv]", table, (), IIV_KEYS)
+    iiv = {}
+    for key, entry in table.items():
+        q = read_entry(f"{where} [iiv]", key, entry, Spec("%CV", low=0.0, high=300.0))
+        quantities[f"iiv.{key}"] = q
+        iiv[key] = q.value / 100.0
     try:
-        return Physiology(name=doc["name"], quantities=MappingProxyType(quantities), **values)
+        return Physiology(name=doc["name"], quantities=MappingProxyType(quantities), iiv=MappingProxyType(iiv),
+                          **values)
     except ParameterError as exc:
         raise ParameterError(f"{where}: {exc}") from None

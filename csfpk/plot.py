@@ -268,7 +268,8 @@ def population_bands(source, *, compartment="csf", drug=None, regimens=None, uni
     log : logarithmic concentration axis.
     time_unit : ``"h"`` or ``"d"``.
     target : draw the scenario's target concentration (dotted) when it has one.
-    width : figure width, in (3.5 single column, 7 double column).
+    width : figure width, in (3.5 single column, 7 double column); default single column, double when
+        a row label is longer than 24 characters (several populations), which would squeeze the data.
 
     Returns
     -------
@@ -355,8 +356,7 @@ def population_bands(source, *, compartment="csf", drug=None, regimens=None, uni
     return fig
 
 
-def comparison(source, metric="csf_trough", *, drugs=None, sort=True, log=None, target=True,
-               width=SINGLE_COLUMN_IN):
+def comparison(source, metric="csf_trough", *, drugs=None, sort=True, log=None, target=True, width=None):
     """One exposure metric per regimen: its distribution over the population, one panel per drug.
 
     Each row is a regimen: the box spans the 25th–75th percentile of the per-subject values, the
@@ -378,7 +378,8 @@ def comparison(source, metric="csf_trough", *, drugs=None, sort=True, log=None, 
     sort : sort rows by median (False: run order, first on top).
     log : logarithmic metric axis (default: for concentrations, AUCs and ratios).
     target : draw the target line where it applies.
-    width : figure width, in (3.5 single column, 7 double column).
+    width : figure width, in (3.5 single column, 7 double column); default single column, double when
+        a row label is longer than 24 characters (several populations), which would squeeze the data.
 
     Returns
     -------
@@ -406,6 +407,8 @@ def comparison(source, metric="csf_trough", *, drugs=None, sort=True, log=None, 
     if log is None:
         log = unit in ("nM", "µM·h", "ratio")
     rows = run.select(drugs=drugs)
+    if width is None:
+        width = DOUBLE_COLUMN_IN if max((len(str(x)) for x in rows["label"]), default=0) > 24 else SINGLE_COLUMN_IN
     drug_names = list(dict.fromkeys(rows["drug"]))
     stats = {}
     for _, row in rows.iterrows():

@@ -19,6 +19,13 @@ subject has the physiology file's reference body size. They act in two ways:
   then the factors), then the result is multiplied by exp(η). Methotrexate (Joerger 2006 Br J Clin Pharmacol 62:71, Table 2, sign as corrected
   in the nlmixr2lib errata): ``CL = 8.85 + 0.0423·(CrCl − 87)`` L/h.
 
+CSF-side variability: the physiology's ``[iiv]`` table (``Physiology.iiv``, overridden by ``iiv``
+as the drug's) gives log-normal IIV on the CSF volume (``csf_volume`` in the single layout; each
+regional volume in the regional one), the bulk flow (production), the cranial–spinal mixing and
+the CSF efflux clearance ``CL_out`` of drugs in the mechanistic mode. A drawn physiology value
+appears in the sample under its ``Physiology`` name; subject i is then simulated with
+``physiology.replace(**subject_physiology_changes(params, i))``.
+
 Parameter uncertainty: with ``penetration="range"`` each subject's CSF/plasma penetration ratio is
 drawn log-uniformly within the drug file's range (the review's Table 1 span),
 ``R_i = exp(U(ln R_lo, ln R_hi))``; for a drug in the mechanistic mode, CL_in is drawn the same way
@@ -47,13 +54,15 @@ from types import MappingProxyType
 import numpy as np
 
 from .errors import ParameterError
-from .model import VARYING, build_model, rate_matrices
-from .physiology import load_physiology
+from .model import (DRUG_VARYING, OUTPUT_VOLUME, PHYSIOLOGY_VARYING, VARYING, build_model, rate_matrices,
+                    reachable_exchange)
+from .physiology import IIV_KEYS, load_physiology
 from .quantity import PicklesMappings
 
 PENETRATION = ("nominal", "range")
 COVARIATES = {"weight": "weight_kg", "bsa": "bsa_m2", "crcl": "crcl_mL_min"}
-_VARIABLE = ("CL", "V1", "ka", "Q", "V2", "Q3", "V3", "mtt", "fu")  # IIV supported in populations
+_PLASMA_VARIABLE = ("CL", "V1", "ka", "Q", "V2", "Q3", "V3", "mtt", "fu")  # drug-file IIV supported in populations
+_VARIABLE = _PLASMA_VARIABLE + IIV_KEYS  # and the physiology file's (CSF side)
 _MAX_N = 10**10
 
 _M1 = np.uint64(0xBF58476D1CE4E5B9)
@@ -102,8 +111,9 @@ class Population(PicklesMappings):
     ----------
     n : number of subjects, integer >= 1.
     seed : integer >= 0; subject i's draws depend only on (seed, i).
-    iiv : ``{parameter: CV fraction}`` added to (or replacing entries of) the drug file's ``[iiv]``;
-        ``None`` uses the drug file's alone. A CV of 0 switches a parameter's IIV off.
+    iiv : ``{parameter: CV fraction}`` added to (or replacing entries of) the drug file's and the
+        physiology file's ``[iiv]``; ``None`` uses the files' alone. A CV of 0 switches a parameter's
+        IIV off. Keys: plasma parameters and the physiology keys ``csfpk.physiology.IIV_KEYS``.
     covariates : ``{"weight" | "bsa" | "crcl": (median, CV fraction)}`` drawn log-normally.
     correlations : ``{"CL:V1": ρ, "weight:bsa": ρ, ...}`` between drawn quantities, |ρ| < 1.
     penetration : ``"nominal"`` (the file's value) or ``"range"`` (log-uniform in the file's range).
@@ -172,21 +182,36 @@ class Population(PicklesMappings):
                 "covariates": {k: list(v) for k, v in self.covariates.items()},
                 "correlations": dict(self.correlations), "penetration": self.penetration, "name": self.name}
 
-    def cv(self, drug):
-        """The CV fraction per parameter used for ``drug`` (drug file merged with ``iiv``), zeros dropped."""
+    def cv(self, drug, physiology=None):
+        """The CV fraction per parameter used for ``drug`` with ``physiology`` (default adult): the drug
+        file's and the physiology file's ``[iiv]`` merged with ``iiv``, zeros and keys that do not
+        apply dropped (regional volumes without a regional physiology, ``CL_out`` of a drug in the
+        ratio mode: its efflux follows from its half-life)."""
+        if physiology is None:
+            physiology = load_physiology("adult")
         cv = dict(drug.iiv)
-        cv.update(self.iiv or {})
         for k in cv:
-            if k not in _VARIABLE:
-                raise ParameterError(f"{drug.name}: iiv.{k} is not supported in populations; supported: {list(_VARIABLE)}")
-        return {k: v for k, v in cv.items() if v > 0}
+            if k not in _PLASMA_VARIABLE:
+                raise ParameterError(f"{drug.name}: iiv.{k} is not supported in populations; supported: "
+                                     f"{list(_PLASMA_VARIABLE)}")
+        cv.update(physiology.iiv)
+        cv.update(self.iiv or {})
+        mechanistic = drug.csf is not None and drug.csf.mechanistic
+        if (self.iiv or {}).get("CL_out", 0) > 0 and not mechanistic:
+            raise ParameterError(f"population iiv.CL_out: {drug.name} has no CL_out (its CSF exchange is given by "
+                                 "penetration ratio and half-life); CL_out IIV needs a drug in the mechanistic mode")
+        applies = {k for k in cv if k in _PLASMA_VARIABLE or (k == "CL_out" and mechanistic)
+                   or (k in PHYSIOLOGY_VARYING and getattr(physiology, k) is not None)}
+        return {k: v for k, v in cv.items() if v > 0 and k in applies}
 
     def sample(self, drug, start=0, stop=None, physiology=None):
         """Parameters of subjects ``start … stop−1``: ``{name: float64 array}``.
 
         Keys: every plasma parameter of the model (``CL``, ``V1``, ``ka``, …, ``fu``; ``CL_induced``, scaled
         with CL, for a drug with autoinduction), the CSF parameter that may vary (``penetration_ratio`` or
-        ``CL_in``) and ``weight_kg``, ``bsa_m2``, ``crcl_mL_min``; ``subject`` holds the indices.
+        ``CL_in``) and ``weight_kg``, ``bsa_m2``, ``crcl_mL_min``; ``subject`` holds the indices; each
+        physiology value with IIV (``csf_volume``, ``bulk_flow``, ``volume_lumbar``, …) and ``CL_out`` when
+        it varies.
         """
         stop = self.n if stop is None else stop
         if not 0 <= start <= stop <= self.n:
@@ -194,7 +219,7 @@ class Population(PicklesMappings):
         if physiology is None:
             physiology = load_physiology("adult")
         idx = np.arange(start, stop, dtype=np.int64)
-        cv = self.cv(drug)
+        cv = self.cv(drug, physiology)
         scale = {k: math.sqrt(math.log1p(c * c)) for k, c in cv.items()}  # ω
         scale.update({k: math.sqrt(math.log1p(c * c)) for k, (_, c) in self.covariates.items()})
         names = sorted(scale)
@@ -256,6 +281,10 @@ class Population(PicklesMappings):
                 out[key] = np.exp(lo + (hi - lo) * u)
             else:
                 out[key] = np.full(idx.size, float(nominal))
+        for k in PHYSIOLOGY_VARYING + ("CL_out",):
+            if k in cv:
+                typ = drug.csf.CL_out if k == "CL_out" else getattr(physiology, k)
+                out[k] = typ * np.exp(scale[k] * z[k])
         return out
 
     def frame(self, drug, start=0, stop=None, physiology=None):
@@ -280,20 +309,35 @@ def _fraction(where, v, high):
 
 def subject_drug_changes(params, i):
     """The ``Drug.replace`` keyword arguments that give subject ``i`` (row i of ``params``)."""
-    return {k: float(params[k][i]) for k in VARYING if k in params}
+    return {k: float(params[k][i]) for k in DRUG_VARYING if k in params}
+
+
+def subject_physiology_changes(params, i):
+    """The ``Physiology.replace`` keyword arguments that give subject ``i`` (row i of ``params``)."""
+    return {k: float(params[k][i]) for k in PHYSIOLOGY_VARYING if k in params}
+
+
+def subject_inputs(drug, physiology, params, i):
+    """(drug, physiology) of subject ``i``: what ``csfpk.simulate`` needs to reproduce row i of ``params``."""
+    return drug.replace(**subject_drug_changes(params, i)), physiology.replace(**subject_physiology_changes(params, i))
+
+
+def reachable(drug, params, physiology, csf_layout="single"):
+    """bool[S]: False for the subjects whose CSF volume and bulk flow make the drug's CSF equilibration
+    half-life impossible (t½ > ln2·V_csf/Q_bulk); ``build_model`` refuses such a subject."""
+    return reachable_exchange(drug, physiology, csf_layout, {k: params[k] for k in VARYING if k in params})
 
 
 def build_rate_matrices(drug, params, physiology, csf_layout="single"):
     """Rate matrices of many subjects at once (``csfpk.model.rate_matrices``: the same code as
-    ``build_model``, so ``Ks[i]`` equals ``build_model(drug.replace(**subject_drug_changes(params, i))).K``).
+    ``build_model``, so ``Ks[i]`` equals ``build_model(drug.replace(**subject_drug_changes(params, i)),
+    physiology.replace(**subject_physiology_changes(params, i)), csf_layout).K``).
 
     Returns
     -------
     (Ks float64[S, n, n], volume float64[S, n_outputs], scale float64[S, n_outputs], model of the
     typical subject). Concentration of output o = scale·A[state]/volume (mg/L).
     """
-    if csf_layout not in ("single", "none"):
-        raise ParameterError(f"csf_layout = {csf_layout!r} is not supported in populations; expected 'single' or 'none'")
     model = build_model(drug, physiology, csf_layout)
     Ks = rate_matrices(drug, physiology, csf_layout, {k: params[k] for k in VARYING if k in params})
     S = Ks.shape[0]
@@ -301,7 +345,8 @@ def build_rate_matrices(drug, params, physiology, csf_layout="single"):
     volume = np.empty((S, len(model.outputs)))
     scale = np.empty((S, len(model.outputs)))
     for o, (name, (idx, vol, sc)) in enumerate(model.outputs.items()):
-        volume[:, o] = params["V1"] if idx == central else vol  # the plasma outputs scale with each V1
+        # the plasma outputs scale with each V1, the CSF outputs with the subject's CSF volumes
+        volume[:, o] = params["V1"] if idx == central else params.get(OUTPUT_VOLUME.get(name), vol)
         scale[:, o] = params["fu"] if name == "plasma_unbound" else sc
     return Ks, volume, scale, model
 

@@ -16,21 +16,23 @@ class SimulationResult:
     times : output times, h.
     amounts : state amounts, mg, shape (len(times), n_states), states as ``model.states``.
     model : the compiled ``Model``.
-    method : solver used (``"exact"``, ``"adaptive"`` or ``"stiff"``).
+    method : solver used (``"exact"``, ``"adaptive"``, ``"stiff"`` or ``"switching"``).
     doses : (time h, state index, amount mg) of each dose actually given (after F and lag).
     regimen : the ``Regimen`` simulated.
     stats : step counts of the adaptive methods, summed over the run (None for ``"exact"``, which
         takes no steps): ``steps_accepted``, ``steps_rejected`` (error too large, singular iteration
-        matrix or overflow), ``rhs_evaluations`` and ``lu_factorisations`` (``"stiff"`` only; 0 for
-        ``"adaptive"``). Like diffrax's ``Solution.stats`` and scipy's ``nfev``/``nlu``: a measure of the
-        work done, and of stiffness when ``"adaptive"`` needs many more steps than ``"stiff"``.
+        matrix or overflow), ``rhs_evaluations``, ``lu_factorisations`` (Rodas4 steps only; 0 for
+        ``"adaptive"``) and ``stiffness_switches`` (``"switching"``: hand-overs between Dormand–Prince and
+        Rodas4 either way; 0 for the other methods). Like diffrax's ``Solution.stats`` and scipy's
+        ``nfev``/``nlu``: a measure of the work done, and of stiffness when ``"adaptive"`` needs many more
+        steps than ``"stiff"``.
 
     Examples
     --------
     >>> import csfpk
     >>> res = csfpk.simulate("lorlatinib", csfpk.Regimen.every(amt=100, ii=24, n=2), t_end=48, method="stiff")
     >>> sorted(res.stats)
-    ['lu_factorisations', 'rhs_evaluations', 'steps_accepted', 'steps_rejected']
+    ['lu_factorisations', 'rhs_evaluations', 'steps_accepted', 'steps_rejected', 'stiffness_switches']
     >>> res.stats["steps_accepted"] > 0 and res.stats["lu_factorisations"] >= res.stats["steps_accepted"]
     True
     """

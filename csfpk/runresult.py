@@ -28,10 +28,10 @@ import numpy as np
 from . import runfolder
 from .errors import ParameterError
 from .regimen import Record, Regimen
+from .model import VARYING
 
 _LABEL_COLUMNS = ("scenario", "drug", "regimen", "population", "override", "source")
-_PARAMETER_COLUMNS = {"subject", "status", "weight_kg", "bsa_m2", "crcl_mL_min", "CL", "V1", "ka", "fu", "CL_induced",
-                      "penetration_ratio"}
+_PARAMETER_COLUMNS = {"subject", "status", "weight_kg", "bsa_m2", "crcl_mL_min", *VARYING}
 _WINDOW_SUFFIXES = ("ss", "span", "win", "inj")
 # per window suffix: (output, metric, header, factor) of the printed table; AUC and C×T in µM·h as in the figures
 _TABLE = {
@@ -49,6 +49,12 @@ _TABLE = {
             ("csf", "cxt_inj", "CSF C×T per injection µM·h", 1.0), ("plasma", "cmax_span", "plasma Cmax (span) nM", 1.0),
             ("plasma", "auc_span", "plasma AUC (span) µM·h", 1e-3)),
 }
+# regional runs: the table's CSF columns are the lumbar SAS's; these ventricular ones follow them (Ommaya arms)
+_VENTRICULAR = {"ss": (("cavg", "ventricular CSF Cavg,ss nM"),),
+                "span": (("cavg", "ventricular CSF Cavg (span) nM"),),
+                "win": (("cavg", "ventricular CSF Cavg (window) nM"),),
+                "inj": (("time_above_inj", "ventricular CSF h ≥ target per injection"),
+                        ("cxt_inj", "ventricular CSF C×T per injection µM·h"))}
 _PTA = {"ss": "P(CSF Cmin,ss ≥ target)", "span": "P(CSF last trough ≥ target)", "win": "P(CSF trough ≥ target)"}
 
 
@@ -373,8 +379,11 @@ def summary_table(summary):
         sfx = _suffix(r)
         if isinstance(r.get("window_text"), str):
             row["window"] = r["window_text"]
-        for o, m, label, k in _TABLE[sfx]:
-            o = csf if o == "csf" else o
+        columns = [(csf if o == "csf" else o, m, label.replace("CSF", "lumbar CSF", 1) if csf == "csf_lumbar"
+                    and o == "csf" else label, k) for o, m, label, k in _TABLE[sfx]]
+        if csf == "csf_lumbar":
+            columns[3:3] = [("csf_ventricles", m, label, 1.0) for m, label in _VENTRICULAR[sfx]]
+        for o, m, label, k in columns:
             key = f"{o}_{m}_median" if sfx == "inj" else f"{o}_{m}_{sfx}_median"
             if key in r and not pd.isna(r[key]):
                 base = key[: -len("_median")]

@@ -80,7 +80,7 @@ class Scenario(PicklesMappings):
     window : the metric window (``csfpk.metrics``): ``"span"`` (whole simulation), ``"ss"`` (last
         complete dosing interval), ``"per_injection"`` or ``(start, end)`` h; None picks the
         default: per injection for intrathecal regimens, ``"ss"`` for repeated doses, else the span.
-    csf_layout : ``"single"`` or ``"none"``.  physiology : the ``Physiology`` (default adult).
+    csf_layout : ``"single"``, ``"regional"`` or ``"none"``.  physiology : the ``Physiology`` (default adult).
     metrics : ``"exact"`` (default; grid-free exact metrics of the linear model, ``csfpk.metrics``)
         or ``"grid"`` (read off the output grid every ``dt`` h, as NCA on sampled data would). A
         nonlinear model has no exact metrics: ``"exact"`` then reads them off a grid of

@@ -19,9 +19,9 @@ from .schedule import build_timeline
 from .status import Status
 from .units import body_size, hours
 
-METHODS = ("auto", "exact", "adaptive", "stiff")
+METHODS = ("auto", "exact", "adaptive", "stiff", "switching")
 # the adaptive driver's method code (``_kernels.adaptive.run_subject``) of each adaptive method name
-ADAPTIVE_CODES = {"adaptive": codes.DOPRI5, "stiff": codes.RODAS}
+ADAPTIVE_CODES = {"adaptive": codes.DOPRI5, "stiff": codes.RODAS, "switching": codes.AUTO}
 RTOL, ATOL = 1e-8, 1e-12  # default tolerances of the adaptive methods (relative; absolute, mg)
 MAX_STEPS = 1_000_000  # steps attempted per segment between two discontinuities
 _DEFAULT_TAIL_H = 168.0
@@ -66,10 +66,12 @@ def output_grid(t_end, dt):
 
 
 def choose_method(model, method):
+    """The method that runs: ``"auto"`` is ``"exact"`` for a linear model, else ``"switching"`` (Dormand–Prince
+    with stiffness detection, Rodas4 only while the problem is stiff: ``csfpk._kernels.autoswitch``)."""
     if method not in METHODS:
         raise ParameterError(f"method = {method!r} is not allowed; expected one of {METHODS}")
     if method == "auto":
-        return "exact" if model.linear else "stiff"
+        return "exact" if model.linear else "switching"
     if method == "exact" and not model.linear:
         raise ParameterError(
             f"method = 'exact' needs a linear time-invariant model; {model.name} has Michaelis–Menten or "
@@ -148,8 +150,9 @@ def simulate(drug, regimen, t_end=None, dt=1.0, *, method="auto", csf_layout="si
         Doses after ``t_end`` are not expanded (they change no output). The output size is checked
         before any work (``check_size``).
     dt : output step, h or a duration string. A sample at a dose time is the pre-dose value.
-    method : ``"auto"`` (exact for linear models, else stiff), ``"exact"`` (matrix exponential),
-        ``"adaptive"`` (Dormand–Prince 5(4)), ``"stiff"`` (Rosenbrock).
+    method : ``"auto"`` (exact for linear models, else switching), ``"exact"`` (matrix exponential),
+        ``"adaptive"`` (Dormand–Prince 5(4)), ``"stiff"`` (Rodas4, Rosenbrock), ``"switching"`` (Dormand–Prince
+        5(4) with Hairer's stiffness test, handing over to Rodas4 while the problem is stiff and back).
     csf_layout : ``"single"``, ``"regional"`` or ``"none"`` (ignored when ``drug`` is a Model).
     physiology : a ``Physiology``; default ``load_physiology("adult")``.
     rtol, atol : tolerances of the adaptive methods (relative; absolute in mg).

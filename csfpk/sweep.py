@@ -11,7 +11,7 @@
                                        # per injection for intrathecal regimens, "ss" for repeated doses
     metrics = "exact"                  # optional: "exact" (default, grid-free) or "grid" (read off the dt grid)
     method = "auto"                    # optional: solver as csfpk.simulate names it: "auto" (default: exact for
-                                       # linear drugs, else the adaptive/stiff choice), "exact", "adaptive", "stiff"
+                                       # linear drugs, else "switching"), "exact", "adaptive", "stiff", "switching"
     rtol = 1e-8                        # optional: tolerances of the adaptive solvers (relative; absolute, mg),
     atol = 1e-12                       # default csfpk.simulate's; the exact solver ignores them
 
@@ -23,6 +23,9 @@
     route = "oral"                     # optional, default oral; duration (NONMEM D) or rate for infusions
     phases = [[12, "3.5d", "4w"], ...] # instead of amt/ii/n: consecutive (amt, ii, length) phases
     source = "Lee 2013 (review ref 98)" # required
+
+    csf_layout = "single"              # optional: "single" (default), "regional" (ventricles, cisterna,
+                                       # cranial and lumbar SAS, each with its metrics) or "none"
 
     [regimens.pem_esc]                 # toxicity-guided escalation (issue 11): doses chosen per subject
     label = "pemetrexed 10 -> 50 mg"
@@ -37,9 +40,9 @@
     ...
     pd = true
 
-    [populations.default]              # n, seed; optional iiv, covariates, correlations, penetration
-    n = 1000
-    seed = 1
+    [populations.default]              # n, seed; optional iiv, covariates, correlations, penetration,
+    n = 1000                           # physiology (a file in params/physiology/, default "adult": its
+    seed = 1                           # CSF volumes, flows and their [iiv])
 
     [overrides.slow_csf]               # optional: Drug.replace changes
     equilibration_half_life = 4.0
@@ -93,7 +96,8 @@ _REGIMEN = {"label", "amt", "ii", "n", "route", "start", "duration", "rate", "ph
             "pd"}
 _ESCALATION = {"start", "step", "cap", "step_back", "step_back_grade"}
 _PER_BODY = re.compile(r"\s*/\s*(kg|m2|m²|m\^2)\s*$")
-_POPULATION = {"n", "seed", "iiv", "covariates", "correlations", "penetration", "label"}
+_POPULATION = {"n", "seed", "iiv", "covariates", "correlations", "penetration", "label", "physiology"}
+LAYOUTS = ("single", "regional", "none")
 _GRID = {"drugs", "regimens", "populations", "overrides", "target_nM"}
 
 
@@ -256,16 +260,22 @@ def _plain_regimen(where, rid, t, t_end):
     return reg, label, t["source"], basis
 
 
-def _population(where, pid, t, n_override, seed_override):
+def _population(where, pid, t, n_override, seed_override, default_physiology):
     _keys(where, t, _POPULATION, ("n",))
     n = t["n"] if n_override is None else n_override
     seed = t.get("seed", 1) if seed_override is None else seed_override
     cov = {k: tuple(v) if isinstance(v, list) else v for k, v in t.get("covariates", {}).items()}
+    name = t.get("physiology")
+    if name is not None and (not isinstance(name, str) or not name.strip()):
+        raise SweepError(f"{where}: physiology = {name!r} is not allowed; expected the name of a file in "
+                         "params/physiology/ (e.g. 'adult', 'adult_lm') or a path")
     try:
-        return Population(n=n, seed=seed, iiv=t.get("iiv"), covariates=cov, correlations=t.get("correlations", {}),
-                          penetration=t.get("penetration", "nominal"), name=t.get("label", pid))
+        physiology = default_physiology if name is None else load_physiology(name)
+        pop = Population(n=n, seed=seed, iiv=t.get("iiv"), covariates=cov, correlations=t.get("correlations", {}),
+                         penetration=t.get("penetration", "nominal"), name=t.get("label", pid))
     except ParameterError as exc:
         raise SweepError(f"{where}: {exc}") from None
+    return pop, physiology
 
 
 def load_sweep(name_or_path, *, n=None, seed=None):
@@ -324,12 +334,12 @@ def sweep_from_dict(doc, *, where="sweep", n=None, seed=None, load_drug=None, ph
     except ParameterError as exc:
         raise SweepError(f"{where}: {exc}") from None
     layout = doc.get("csf_layout", "single")
-    if layout not in ("single", "none"):
-        raise SweepError(f"{where}: csf_layout = {layout!r} is not allowed in sweeps; expected 'single' or 'none'")
+    if layout not in LAYOUTS:
+        raise SweepError(f"{where}: csf_layout = {layout!r} is not allowed; expected one of {list(LAYOUTS)}")
     regimens = {}
     for rid, t in _table(where, doc, "regimens").items():
         regimens[rid] = _regimen(f"{where} [regimens.{rid}]", rid, t, t_end)
-    pops = {pid: _population(f"{where} [populations.{pid}]", pid, t, n, seed)
+    pops = {pid: _population(f"{where} [populations.{pid}]", pid, t, n, seed, physiology)
             for pid, t in _table(where, doc, "populations").items()}
     overrides = {}
     for oid, t in doc.get("overrides", {}).items():
@@ -375,12 +385,13 @@ def sweep_from_dict(doc, *, where="sweep", n=None, seed=None, load_drug=None, ph
                 for rid in lists["regimens"]:
                     reg, label, source, basis, esc = regimens[rid]
                     for pid in lists["populations"]:
+                        pop, pop_physiology = pops[pid]
                         try:
                             scenarios.append(Scenario(
-                                drug=drug, regimen=reg, population=pops[pid], t_end=t_end, dt=dt, regimen_name=label,
-                                population_name=pops[pid].name, override_name=oid, overrides=overrides.get(oid, {}),
+                                drug=drug, regimen=reg, population=pop, t_end=t_end, dt=dt, regimen_name=label,
+                                population_name=pop.name, override_name=oid, overrides=overrides.get(oid, {}),
                                 source=source, dose_basis=basis, target_nM=target, window=window, csf_layout=layout,
-                                physiology=physiology, metrics=mode, method=method, rtol=rtol, atol=atol,
+                                physiology=pop_physiology, metrics=mode, method=method, rtol=rtol, atol=atol,
                                 escalation=esc))
                         except ParameterError as exc:
                             raise SweepError(f"{gw}: {dname} / {label}: {exc}") from None

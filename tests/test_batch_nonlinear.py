@@ -15,7 +15,7 @@ import csfpk
 from csfpk import metrics
 from csfpk.batch import run
 from csfpk.errors import ParameterError
-from csfpk.population import subject_drug_changes
+from csfpk.population import subject_inputs
 from csfpk.scenario import Scenario
 from csfpk.sweep import SweepError, sweep_from_dict
 
@@ -47,8 +47,8 @@ def scenario(drug, regimen, pop, **kw):
 
 def reference(drug, regimen, s, i, params, dt=1.0, t_end=T_END):
     """Metrics of ``simulate`` for subject i (its parameters, the scenario's method and tolerances)."""
-    d = drug.replace(**subject_drug_changes(params, i))
-    res = csfpk.simulate(d, regimen, t_end=t_end, dt=dt, method=s.method, rtol=s.rtol, atol=s.atol)
+    d, phys = subject_inputs(drug, s.physiology, params, i)
+    res = csfpk.simulate(d, regimen, t_end=t_end, dt=dt, method=s.method, rtol=s.rtol, atol=s.atol, physiology=phys)
     assert res.method == s.solver
     kind, bounds = metrics.resolve_window(s.window, [x[0] for x in res.doses], t_end)
     if kind == "per_injection":
@@ -88,7 +88,7 @@ def test_per_subject_nonlinear_terms_follow_the_subject():
     Ks = rate_matrices(gef, phys, "single", values)
     nls = nonlinear_parameters(gef, "single", model.states, Ks, values)
     for i in (0, 7, 19):
-        one = csfpk.build_model(gef.replace(**subject_drug_changes(q, i)))
+        one = csfpk.build_model(*subject_inputs(gef, phys, q, i))
         np.testing.assert_array_equal(nls[i], one.nl)
         np.testing.assert_array_equal(Ks[i], one.K)
     assert np.ptp(nls[:, NL_ASAT]) > 0 and np.ptp(nls[:, NL_KIN]) > 0

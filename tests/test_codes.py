@@ -11,7 +11,7 @@ from csfpk.status import Status
 
 KERNELS = Path(codes.__file__).parent
 GROUPS = {"ACTIONS": codes.ACTIONS, "STATUSES": codes.STATUSES, "METRICS": codes.METRICS, "STATS": codes.STATS,
-          "NL": codes.NL, "DECISIONS": codes.DECISIONS}
+          "NL": codes.NL, "DECISIONS": codes.DECISIONS, "METHODS": codes.METHODS, "SWITCH": codes.SWITCH}
 
 
 def test_every_status_code_has_an_enum_member_with_a_message_and_vice_versa():
@@ -30,10 +30,12 @@ def test_codes_within_a_group_are_distinct(group):
 def test_every_upper_case_int_of_codes_belongs_to_exactly_one_group():
     """A code added to codes.py without its group dict would be invisible to the checks here."""
     grouped = {name.upper() for g in GROUPS.values() for name in g}
-    singles = {"SEGMENT_CONTINUE", "N_METRICS", "N_STATS", "NL_SIZE", "DOPRI5", "RODAS", "NO_STEP_BACK_GRADE"}
+    singles = {"SEGMENT_CONTINUE", "STIFFNESS_SWITCH", "N_METRICS", "N_STATS", "NL_SIZE", "N_SWITCH",
+               "NO_STEP_BACK_GRADE"}
     defined = {k for k, v in vars(codes).items() if k.isupper() and isinstance(v, int)}
     assert defined == grouped | singles
     assert codes.SEGMENT_CONTINUE not in codes.STATUSES.values()
+    assert codes.STIFFNESS_SWITCH not in codes.STATUSES.values() and codes.STIFFNESS_SWITCH != codes.SEGMENT_CONTINUE
     assert codes.NO_STEP_BACK_GRADE > 4  # above every CTCAE grade: an escalation without step-back never steps back
 
 
@@ -71,14 +73,14 @@ def _module_level_assignments(path):
                          + [Path(schedule.__file__), Path(status.__file__), Path(model.__file__)], ids=lambda p: p.name)
 def test_no_module_defines_a_kernel_code_again(path):
     all_codes = {name.upper() for g in GROUPS.values() for name in g} | {"SEGMENT_CONTINUE", "N_METRICS", "N_STATS",
-                                                                          "NL_SIZE"}
+                                                                          "NL_SIZE", "STIFFNESS_SWITCH", "N_SWITCH"}
     redefined = _module_level_assignments(path) & (all_codes | {f"STATUS_{n}" for n in codes.STATUSES})
     assert not redefined, f"{path.name} defines {sorted(redefined)}; import them from csfpk._kernels.codes"
 
 
 def test_kernels_return_only_known_status_names():
     """Every upper-case name a kernel function returns (alone or first in a tuple) is a status code."""
-    allowed = set(codes.STATUSES) | {"SEGMENT_CONTINUE"}
+    allowed = set(codes.STATUSES) | {"SEGMENT_CONTINUE", "STIFFNESS_SWITCH"}
     for path in KERNELS.glob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.Return) and node.value is not None:

@@ -14,7 +14,8 @@ from csfpk.errors import ParameterError
 from csfpk.escalation import Escalation, run_escalation
 from csfpk.escalation_population import run_escalation_population, run_escalation_subjects
 from csfpk.myelosuppression import load_myelosuppression
-from csfpk.population import Population, marrow_parameters, subject_drug_changes
+from csfpk.physiology import load_physiology
+from csfpk.population import Population, marrow_parameters, subject_inputs
 
 DRUG = csfpk.load_drug("pemetrexed")
 ESC = Escalation.seed_pemetrexed(weeks=12)
@@ -26,12 +27,12 @@ POP = Population(n=6, seed=11)
 
 
 def _single(params, marrow, i, esc=ESC, pd=PD_SENSITIVE):
-    """run_escalation with subject i's PK and marrow parameters (the single-patient reference)."""
-    drug_i = DRUG.replace(**subject_drug_changes(params, i))
+    """run_escalation with subject i's PK, CSF physiology and marrow parameters (the single-patient reference)."""
+    drug_i, phys_i = subject_inputs(DRUG, load_physiology("adult"), params, i)
     lins = {n: replace(pd.lineages[n], circ0=float(marrow["circ0"][i, j]), mtt=float(marrow["mtt"][i, j]))
             for j, n in enumerate(marrow["lineages"])}
     pd_i = type(pd)(MappingProxyType(lins), MappingProxyType({"pemetrexed": float(marrow["slope"][i])}), pd.quantities)
-    return run_escalation(drug_i, esc, dt=DT, pd=pd_i)
+    return run_escalation(drug_i, esc, dt=DT, pd=pd_i, physiology=phys_i)
 
 
 @pytest.fixture(scope="module")

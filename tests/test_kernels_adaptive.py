@@ -368,11 +368,12 @@ def test_every_kernel_compiles_one_signature_through_the_public_api():
     ss = pd.DataFrame({"time": [0], "amt": [150], "cmt": ["oral"], "ii": [24], "ss": [1]})
     for regimen in (csfpk.Regimen.every(amt=150, ii=24, n=3), csfpk.Regimen.from_frame(frame)):
         for layout in ("none", "single", "regional"):
-            for method in ("exact", "adaptive", "stiff"):
+            for method in ("exact", "adaptive", "stiff", "switching"):
                 csfpk.simulate(erl, regimen, t_end=72, dt=1, method=method, csf_layout=layout)
             csfpk.simulate(erl, regimen, t_end="3d", dt=2, method="stiff", rtol=1e-6, atol=1, csf_layout=layout)
-        for method in ("adaptive", "stiff"):
+        for method in ("adaptive", "stiff", "switching"):
             csfpk.simulate(lor, regimen, t_end=72, dt=3, method=method, rtol=np.float64(1e-7), atol=1)
+        csfpk.simulate(lor, regimen, t_end=72, dt=3)  # auto → switching
         model = csfpk.build_model(erl)
         solve(model, regimen, [0, 1, 2, 10, 50], record_outputs=True)
         solve(model, regimen, frame["time"], method="adaptive", atol=1, max_steps=10_000)

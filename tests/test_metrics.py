@@ -63,7 +63,8 @@ def test_summaries():
 
 def test_kernel_metrics_match_numpy_reference():
     from csfpk.batch import Scenario, run_chunk
-    from csfpk.population import subject_drug_changes
+    from csfpk.physiology import load_physiology
+    from csfpk.population import subject_inputs
 
     drug = csfpk.load_drug("osimertinib")
     reg = csfpk.Regimen.every(amt=160, ii=24, n=10)
@@ -72,7 +73,8 @@ def test_kernel_metrics_match_numpy_reference():
     frame, _ = run_chunk(scn, 0, 6)
     p = pop.sample(drug, 0, 6)
     for i in range(6):
-        res = csfpk.simulate(drug.replace(**subject_drug_changes(p, i)), reg, t_end=300, dt=1)
+        drug_i, phys_i = subject_inputs(drug, load_physiology("adult"), p, i)
+        res = csfpk.simulate(drug_i, reg, t_end=300, dt=1, physiology=phys_i)
         ref = metrics.of_result(res, target_nM=drug.potency_target_nM, window=(48.0, 290.0))
         for o, vals in ref.items():
             for name, v in vals.items():

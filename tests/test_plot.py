@@ -20,7 +20,8 @@ from csfpk.errors import ParameterError
 from csfpk.figures import write_figures
 from csfpk.runfolder import SCHEMA, RunFolderError
 from csfpk.scenario import Scenario
-from csfpk.population import subject_drug_changes
+from csfpk.physiology import load_physiology
+from csfpk.population import subject_inputs
 
 matplotlib.use("Agg")
 
@@ -175,9 +176,10 @@ def test_population_bands_one_panel_and_ribbon_pair_per_regimen(two_drug_run, tm
     # subjects' CSF curves recomputed here one subject at a time with csfpk.simulate (float32 on disk)
     erl = csfpk.load_drug("erlotinib")
     params = csfpk.Population(n=40, seed=3, penetration="range").sample(erl, 0, 40)
-    conc = np.array([csfpk.simulate(erl.replace(**subject_drug_changes(params, i)),
-                                    csfpk.Regimen.every(amt=150, ii=24, n=14), t_end=336.0, dt=1.0).conc("csf")
-                     for i in range(40)]) / erl.molecular_weight * 1e6  # nM
+    inputs = [subject_inputs(erl, load_physiology("adult"), params, i) for i in range(40)]
+    conc = np.array([csfpk.simulate(d, csfpk.Regimen.every(amt=150, ii=24, n=14), t_end=336.0, dt=1.0,
+                                    physiology=ph).conc("csf")
+                     for d, ph in inputs]) / erl.molecular_weight * 1e6  # nM
     line = gids(panels[0], "median")[0]
     rows = np.rint(np.asarray(line.get_xdata()) * 24.0).astype(int)  # days → index of the hourly grid
     p5, p50, p95 = np.percentile(conc[:, rows], [5, 50, 95], axis=0)

@@ -76,13 +76,12 @@ def test_vectorised_rate_matrices_match_hand_written_K_per_subject(name):
     p = pop.sample(drug, 40, 60, PHYS)
     Ks, _, _, _ = build_rate_matrices(drug, p, PHYS)
     assert Ks.shape == (20, 5, 5)
-    assert np.ptp(p["CL"]) > 0 and np.ptp(p["penetration_ratio"]) > 0  # subjects really differ
+    assert np.ptp(p["CL"]) > 0 and np.ptp(p["penetration_ratio"]) > 0 and np.ptp(p["bulk_flow"]) > 0  # subjects differ
     for i in range(20):
-        cl_in, cl_out = oracles.single_layout_exchange(p["penetration_ratio"][i], t_half, PHYS.csf_volume,
-                                                       PHYS.bulk_flow, p["fu"][i], basis)
+        v, qb = p["csf_volume"][i], p["bulk_flow"][i]  # the subject's CSF (physiology [iiv])
+        cl_in, cl_out = oracles.single_layout_exchange(p["penetration_ratio"][i], t_half, v, qb, p["fu"][i], basis)
         ref = oracles.two_compartment_csf_K(ka=p["ka"][i], CL=p["CL"][i], V1=p["V1"][i], Q=p["Q"][i], V2=p["V2"][i],
-                                            fu=p["fu"][i], CL_in=cl_in, CL_out=cl_out, V_csf=PHYS.csf_volume,
-                                            Q_bulk=PHYS.bulk_flow)
+                                            fu=p["fu"][i], CL_in=cl_in, CL_out=cl_out, V_csf=v, Q_bulk=qb)
         np.testing.assert_allclose(Ks[i], ref, rtol=1e-13, atol=1e-17)
 
 

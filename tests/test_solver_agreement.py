@@ -1,4 +1,4 @@
-"""exact vs adaptive vs stiff vs scipy Radau (rtol 1e-10) on every drug file."""
+"""exact vs adaptive vs stiff vs switching vs scipy Radau (rtol 1e-10) on every drug file."""
 
 import numpy as np
 import pytest
@@ -25,7 +25,7 @@ def test_solvers_agree_on_drug(name):
     def err(x):
         return np.max(np.abs(x[mask][:, obs] - ref[mask][:, obs]) / np.maximum(np.abs(ref[mask][:, obs]), 1e-6 * scale))
 
-    methods = ["adaptive", "stiff"] + (["exact"] if model.linear else [])
+    methods = ["adaptive", "stiff", "switching"] + (["exact"] if model.linear else [])
     for method in methods:
         x, _, used = solve(model, regimen, times, method=method, rtol=1e-10, atol=1e-13)
         assert err(x) < 1e-7, (method, err(x))
@@ -34,7 +34,7 @@ def test_solvers_agree_on_drug(name):
 def test_results_expose_step_counts_that_grow_with_tighter_rtol():
     """SimulationResult.stats: the adaptive methods' work, summed over every dose interval; none for exact."""
     regimen = csfpk.Regimen.every(amt=100, ii=24, n=3)
-    for method in ("adaptive", "stiff"):
+    for method in ("adaptive", "stiff", "switching"):
         loose, tight = (csfpk.simulate("lorlatinib", regimen, t_end=96, method=method, rtol=rtol).stats
                         for rtol in (1e-5, 1e-9))
         assert loose["steps_accepted"] >= 3  # at least one step per dose interval

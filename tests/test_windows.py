@@ -7,7 +7,9 @@ import pytest
 
 import csfpk
 from csfpk import figures, metrics, plot
-from csfpk.population import subject_drug_changes
+from csfpk.model import VARYING
+from csfpk.physiology import load_physiology
+from csfpk.population import subject_inputs
 from csfpk.units import mg_per_L_to_nM
 
 
@@ -35,7 +37,7 @@ def test_every_metric_column_and_table_header_names_its_window(osi):
     _, _, _, both = osi
     res = both[None]
     df = res.scenario_metrics(res.scenarios[0]["id"])
-    metric_cols = [c for c in df.columns if c.startswith(("csf", "plasma")) and c != "plasma"]
+    metric_cols = [c for c in df.columns if c.startswith(("csf_", "plasma_")) and c not in VARYING]
     assert metric_cols and all(c.endswith("_ss") for c in metric_cols), metric_cols
     assert {"csf_cavg_ss", "csf_trough_ss", "csf_cmax_ss", "plasma_auc_ss"} <= set(df.columns)
     row = res.summary.iloc[0]
@@ -60,7 +62,8 @@ def test_steady_state_default_is_the_last_interval_by_hand_and_differs_from_the_
     span = both["span"].scenario_metrics(both["span"].scenarios[0]["id"])
     p = pop.sample(drug, 0, 4)
     for i in range(4):
-        res = csfpk.simulate(drug.replace(**subject_drug_changes(p, i)), reg, t_end=168, dt=1)
+        drug_i, phys_i = subject_inputs(drug, load_physiology("adult"), p, i)
+        res = csfpk.simulate(drug_i, reg, t_end=168, dt=1, physiology=phys_i)
         c, t = _nM(res, drug), res.times
         last = (t >= 144 - 1e-9) & (t <= 168 + 1e-9)
         auc_tau = _trapz(c[last], t[last])
@@ -99,7 +102,8 @@ def test_intrathecal_per_injection_metrics_by_hand_on_two_injections():
     p = pop.sample(drug, 0, 3)
     target = drug.potency_target_nM
     for i in range(3):
-        sim = csfpk.simulate(drug.replace(**subject_drug_changes(p, i)), reg, t_end=144, dt=0.25)
+        drug_i, phys_i = subject_inputs(drug, load_physiology("adult"), p, i)
+        sim = csfpk.simulate(drug_i, reg, t_end=144, dt=0.25, physiology=phys_i)
         c, t = _nM(sim, drug), sim.times
         peaks, above, cxt = [], [], []
         for a, b in ((0.0, 72.0), (72.0, 144.0)):
@@ -114,8 +118,9 @@ def test_intrathecal_per_injection_metrics_by_hand_on_two_injections():
     # exact (the default) per injection: the true peak just after each bolus, which the 15-min grid misses,
     # and C×T within the trapezoid's error
     ex = exact.scenario_metrics(exact.scenarios[0]["id"])
-    just_after = _nM(csfpk.simulate(drug, csfpk.Regimen.every(amt=12, ii=72, n=1, route="it_lumbar"), t_end=1e-7,
-                                    dt=1e-7), drug)[-1]  # 12 mg in the CSF volume, 1e-7 h after the bolus
+    just_after = [_nM(csfpk.simulate(drug, csfpk.Regimen.every(amt=12, ii=72, n=1, route="it_lumbar"), t_end=1e-7,
+                                     dt=1e-7, physiology=subject_inputs(drug, load_physiology("adult"), p, i)[1]),
+                      drug)[-1] for i in range(3)]  # 12 mg in the subject's CSF volume, 1e-7 h after the bolus
     np.testing.assert_allclose(ex.csf_peak_inj, just_after, rtol=1e-3)  # the second pulse adds a small residue
     assert np.all(ex.csf_peak_inj > 1.05 * df.csf_peak_inj)
     np.testing.assert_allclose(ex.csf_cxt_inj, df.csf_cxt_inj, rtol=0.05)

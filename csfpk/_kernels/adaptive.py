@@ -4,7 +4,9 @@ Between two discontinuities (doses, infusion starts and ends, resets) the model 
 ``csfpk._kernels.rhs`` is integrated by an error-controlled method:
 
 * ``DOPRI5`` — Dormand–Prince 5(4), explicit, with dense output (``dopri5.py``);
-* ``RODAS`` — a stiffly accurate L-stable Rosenbrock method (``rosenbrock.py``).
+* ``RODAS`` — a stiffly accurate L-stable Rosenbrock method (``rosenbrock.py``);
+* ``AUTO`` — Dormand–Prince with stiffness detection, switching to Rodas4 while the problem is stiff
+  and back (``autoswitch.py``); the method in use carries over from one segment to the next.
 
 Both follow the segment contract written in ``stepping``; their step counts are summed over the
 segments of a subject.
@@ -17,7 +19,8 @@ layer refuses them before calling).
 import numpy as np
 from numba import njit, prange
 
-from .codes import BOLUS, DOPRI5, NONFINITE, OBS, OK, RATE, RESET, UNSUPPORTED
+from .autoswitch import auto_segment
+from .codes import AUTO, BOLUS, DOPRI5, N_SWITCH, NONFINITE, OBS, OK, RATE, RESET, UNSUPPORTED
 from .dopri5 import dopri5_segment
 from .exact import apply_simple
 from .rosenbrock import rodas_segment
@@ -34,6 +37,7 @@ def run_subject(method, K, nl, kind, time, cmt, value, rtol, atol, max_steps, ou
     m = kind.shape[0]
     x = np.zeros(n)
     r = np.zeros(n)
+    switch = np.zeros(N_SWITCH, dtype=np.int64)  # AUTO: Dormand–Prince first, no stiff steps counted yet
     t = 0.0
     h = 0.0
     a = 0
@@ -60,6 +64,9 @@ def run_subject(method, K, nl, kind, time, cmt, value, rtol, atol, max_steps, ou
                 continue
             if method == DOPRI5:
                 status, h = dopri5_segment(t, t_target, x, K, r, nl, rtol, atol, h, tobs, xobs, max_steps, stats)
+            elif method == AUTO:
+                status, h = auto_segment(t, t_target, x, K, r, nl, rtol, atol, h, tobs, xobs, max_steps, stats,
+                                         switch)
             else:
                 status, h = rodas_segment(t, t_target, x, K, r, nl, rtol, atol, h, tobs, xobs, max_steps, stats)
             if status != OK:

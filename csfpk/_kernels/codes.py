@@ -47,6 +47,7 @@ STATUSES = {"OK": OK, "NONFINITE": NONFINITE, "MAX_STEPS": MAX_STEPS, "STEP_UNDE
             "SINGULAR": SINGULAR, "UNSUPPORTED": UNSUPPORTED}
 
 SEGMENT_CONTINUE = -1  # stepping.segment_start: go on integrating (internal, never returned to Python)
+STIFFNESS_SWITCH = -2  # dopri5_steps / rodas_steps: stopped to hand over to the other method (internal, ``autoswitch``)
 
 # ----------------------------------------------------------------------------- escalation decisions
 # one per injection of the population escalation kernel (``_kernels.escalation``); names in
@@ -80,9 +81,10 @@ STEPS_ACCEPTED = 0
 STEPS_REJECTED = 1  # attempted steps that were not accepted (error too large, singular E, overflow)
 RHS_EVALUATIONS = 2  # evaluations of the right-hand side f(t, x)
 LU_FACTORISATIONS = 3  # LU factorisations of I/(h·γ) − J (Rodas4 only; 0 for Dormand–Prince)
-N_STATS = 4
+STIFFNESS_SWITCHES = 4  # method AUTO: hand-overs Dormand–Prince → Rodas4 and back (0 for the other methods)
+N_STATS = 5
 STATS = {"steps_accepted": STEPS_ACCEPTED, "steps_rejected": STEPS_REJECTED, "rhs_evaluations": RHS_EVALUATIONS,
-         "lu_factorisations": LU_FACTORISATIONS}
+         "lu_factorisations": LU_FACTORISATIONS, "stiffness_switches": STIFFNESS_SWITCHES}
 
 # ----------------------------------------------------------------------------- nonlinear-term slots
 # nl[slot] of the model's nonlinear parameters (equations in ``rhs``); written by ``csfpk.model``
@@ -101,5 +103,18 @@ NL = {"NL_CENTRAL": NL_CENTRAL, "NL_SINK": NL_SINK, "NL_V1": NL_V1, "NL_VMAX": N
       "NL_DCL": NL_DCL, "NL_KIND": NL_KIND, "NL_CSF": NL_CSF, "NL_KIN": NL_KIN, "NL_ASAT": NL_ASAT}
 
 # ----------------------------------------------------------------------------- methods
+# ``adaptive.run_subject``'s ``method``: Dormand–Prince 5(4), Rodas4, or Dormand–Prince with stiffness detection
+# switching to Rodas4 and back (``autoswitch``)
 DOPRI5 = 0
 RODAS = 1
+AUTO = 2
+METHODS = {"DOPRI5": DOPRI5, "RODAS": RODAS, "AUTO": AUTO}
+
+# ----------------------------------------------------------------------------- stiffness-switch state
+# switch[slot] (int64[N_SWITCH]) of ``dopri5.dopri5_steps`` / ``rosenbrock.rodas_steps``, kept per subject
+SW_DETECT = 0  # 1: test stiffness (and return STIFFNESS_SWITCH when the test says so); 0: never
+SW_STIFF = 1  # Dormand–Prince: stiff steps counted (dopri5.f IASTI)
+SW_NONSTIFF = 2  # successive non-stiff steps (dopri5.f NONSTI; in Rodas4 the steps towards switching back)
+SW_MODE = 3  # autoswitch: the method in use, DOPRI5 (0, a new subject) or RODAS
+N_SWITCH = 4
+SWITCH = {"SW_DETECT": SW_DETECT, "SW_STIFF": SW_STIFF, "SW_NONSTIFF": SW_NONSTIFF, "SW_MODE": SW_MODE}

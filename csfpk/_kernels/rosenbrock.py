@@ -45,8 +45,9 @@ The initial step, when not given, follows Hairer's heuristic (HNW I §II.4) as s
 import numpy as np
 from numba import njit
 
-from csfpk._kernels.codes import (LU_FACTORISATIONS, MAX_STEPS, NONFINITE, OK, RHS_EVALUATIONS, SEGMENT_CONTINUE,
-                                  STEP_UNDERFLOW, STEPS_ACCEPTED, STEPS_REJECTED)
+from csfpk._kernels.codes import (LU_FACTORISATIONS, MAX_STEPS, N_SWITCH, NONFINITE, OK, RHS_EVALUATIONS,
+                                  SEGMENT_CONTINUE, STEP_UNDERFLOW, STEPS_ACCEPTED, STEPS_REJECTED, STIFFNESS_SWITCH,
+                                  SW_DETECT, SW_NONSTIFF)
 from csfpk._kernels.linalg import lu_factor, lu_solve
 from csfpk._kernels.rhs import jacobian, rhs, time_derivative
 from csfpk._kernels.stepping import _all_finite, _initial_step, segment_start
@@ -55,6 +56,9 @@ from csfpk._kernels.stepping import _all_finite, _initial_step, segment_start
 SAFETY = 0.9
 FAC_MIN = 1.0 / 6.0  # h_new/h <= 6  (rodas.f: FAC2 = 6)
 FAC_MAX = 5.0  # h_new/h >= 1/5 (rodas.f: FAC1 = 0.2)
+# back to the explicit method (``rodas_steps``): OrdinaryDiffEq AutoSwitch, nonstifftol 9/10, maxnonstiffstep 3
+NONSTIFF_TOL = 0.9
+NONSTIFF_STEPS = 4
 
 GAMMA = 0.25
 C2 = 0.386
@@ -115,6 +119,30 @@ def rodas_segment(t0, t1, x, K, r, nl, rtol, atol, h, tobs, xobs, max_steps, sta
     and explicit time derivative (rhs.time_derivative), 3rd-order dense output. Counts: 5 right-hand
     sides per attempted step that factorises, 1 more per new point (t, x), 1 to select the first step.
     """
+    iobs, status = segment_start(t0, t1, x, tobs, xobs)
+    if status != SEGMENT_CONTINUE:
+        return status, h
+    switch = np.zeros(N_SWITCH, dtype=np.int64)  # SW_DETECT = 0: no non-stiffness test
+    status, h, _, _ = rodas_steps(t0, t1, x, K, r, nl, rtol, atol, h, tobs, xobs, iobs, max_steps, stats, switch,
+                                  0.0)
+    return status, h
+
+
+@njit(cache=True, nogil=True)
+def rodas_steps(t0, t1, x, K, r, nl, rtol, atol, h, tobs, xobs, iobs, max_steps, stats, switch, boundary):
+    """The steps of ``rodas_segment`` from t0 (> every tobs before ``iobs``) towards t1; returns
+    (status, h_next, t reached, next observation index).
+
+    With ``switch[SW_DETECT]`` = 1 (``autoswitch``), after every accepted step but a segment's last the
+    step h the controller proposes next is compared with the Jacobian J of the step: ρ = min(‖J‖₁, ‖J‖∞)
+    bounds its spectral radius (OrdinaryDiffEq's auto-switching takes ‖J‖∞ as the Rosenbrock methods'
+    eigenvalue estimate, ``calc_J``; the smaller of two induced norms is still a bound). Steps with
+    h·ρ < ``NONSTIFF_TOL``·``boundary`` = 0.9 × the stability boundary on the negative real axis of the
+    explicit method that would take over (OrdinaryDiffEq ``AutoSwitch``: nonstifftol 9/10) add one to
+    ``switch[SW_NONSTIFF]``, any other step clears it; after
+    ``NONSTIFF_STEPS`` = 4 in a row (``maxnonstiffstep`` = 3, switching on the 4th) the call returns
+    ``STIFFNESS_SWITCH`` at the time reached: the explicit method would be stable at this step size.
+    """
     n = x.shape[0]
     m = tobs.shape[0]
     f0 = np.empty(n)
@@ -132,14 +160,10 @@ def rodas_segment(t0, t1, x, K, r, nl, rtol, atol, h, tobs, xobs, max_steps, sta
     dy = np.empty(n)
 
     n_acc = 0
-    iobs, status = segment_start(t0, t1, x, tobs, xobs)
-    if status != SEGMENT_CONTINUE:
-        return status, h
-
     rhs(t0, x, K, r, nl, f0)
     stats[RHS_EVALUATIONS] += 1
     if not _all_finite(f0):
-        return NONFINITE, h
+        return NONFINITE, h, t0, iobs
 
     span = t1 - t0
     if not (h > 0.0) or not np.isfinite(h):
@@ -147,6 +171,7 @@ def rodas_segment(t0, t1, x, K, r, nl, rtol, atol, h, tobs, xobs, max_steps, sta
         stats[RHS_EVALUATIONS] += 1
     h = min(h, span)
 
+    detect = switch[SW_DETECT] != 0
     t = t0
     n_att = 0
     rejected = False
@@ -156,9 +181,9 @@ def rodas_segment(t0, t1, x, K, r, nl, rtol, atol, h, tobs, xobs, max_steps, sta
     err_acc = 1.0
     while True:
         if n_att >= max_steps:
-            return MAX_STEPS, h
+            return MAX_STEPS, h, t, iobs
         if h < 1e-14 * max(abs(t), 1.0):
-            return STEP_UNDERFLOW, h
+            return STEP_UNDERFLOW, h, t, iobs
         if not fresh:
             if n_acc > 0:
                 rhs(t, x, K, r, nl, f0)
@@ -285,9 +310,17 @@ def rodas_segment(t0, t1, x, K, r, nl, rtol, atol, h, tobs, xobs, max_steps, sta
                     for i in range(n):
                         xobs[iobs, i] = x[i]
                     iobs += 1
-                return OK, h_next
+                return OK, h_next, t, iobs
             h = h_new
             rejected = False
+            if detect:
+                if h_new * _bound_spectral_radius(J) < NONSTIFF_TOL * boundary:
+                    switch[SW_NONSTIFF] += 1
+                    if switch[SW_NONSTIFF] >= NONSTIFF_STEPS:
+                        switch[SW_NONSTIFF] = 0
+                        return STIFFNESS_SWITCH, h, t, iobs
+                else:
+                    switch[SW_NONSTIFF] = 0
         else:
             if first and n_acc == 0 and not rejected:
                 h = hs * 0.1  # rodas.f: first step rejected → h/10
@@ -295,3 +328,20 @@ def rodas_segment(t0, t1, x, K, r, nl, rtol, atol, h, tobs, xobs, max_steps, sta
                 h = hs / fc
             rejected = True
             stats[STEPS_REJECTED] += 1
+
+
+@njit(cache=True, nogil=True)
+def _bound_spectral_radius(J):
+    """min(‖J‖₁, ‖J‖∞) ≥ ρ(J): maximal absolute column sum and row sum."""
+    n = J.shape[0]
+    row = 0.0
+    col = 0.0
+    for i in range(n):
+        sr = 0.0
+        sc = 0.0
+        for j in range(n):
+            sr += abs(J[i, j])
+            sc += abs(J[j, i])
+        row = max(row, sr)
+        col = max(col, sc)
+    return min(row, col)
