@@ -21,7 +21,7 @@ from csfpk.batch import run
 from csfpk.errors import ParameterError
 from csfpk.escalation import Escalation, run_escalation
 from csfpk.myelosuppression import load_myelosuppression
-from csfpk.population import marrow_parameters, subject_drug_changes
+from csfpk.population import marrow_parameters, subject_inputs
 from csfpk.runfolder import RunFolderError
 from csfpk.scenario import Scenario
 from csfpk.sweep import SweepError, sweep_from_dict
@@ -48,14 +48,14 @@ def arms(n=6):
 
 
 def single(scn, i):
-    """run_escalation with subject i's PK and marrow parameters (the single-patient reference)."""
+    """run_escalation with subject i's PK, CSF physiology and marrow parameters (the single-patient reference)."""
     params = scn.population.sample(scn.drug, physiology=scn.physiology)
     marrow = marrow_parameters(scn.pd, "pemetrexed", scn.population.seed, params["subject"])
-    drug_i = DRUG.replace(**subject_drug_changes(params, i))
+    drug_i, phys_i = subject_inputs(DRUG, scn.physiology, params, i)
     lins = {n: replace(scn.pd.lineages[n], circ0=float(marrow["circ0"][i, j]), mtt=float(marrow["mtt"][i, j]))
             for j, n in enumerate(marrow["lineages"])}
     pd_i = type(PD)(MappingProxyType(lins), MappingProxyType({"pemetrexed": float(marrow["slope"][i])}), PD.quantities)
-    return run_escalation(drug_i, scn.escalation, t_end=scn.t_end, dt=DT, pd=pd_i)
+    return run_escalation(drug_i, scn.escalation, t_end=scn.t_end, dt=DT, pd=pd_i, physiology=phys_i)
 
 
 def sorted_rows(res):
