@@ -229,7 +229,7 @@ def walk(K, n_dyn, kind, time, cmt, value, aux, grid_step, dose_scale, states, o
     t_trough = exact_win[2] if exact else 0.0
     trough_done = not exact
     knorm = norm1(K)
-    cE, cP, cQ, keys, kry, work = new_cache(n if exact else 0)
+    cE, cP, cQ, keys, kry, work, bnd = new_cache(K, n if exact else 0)
     level = np.empty(n_out)
     for o in range(n_out):
         level[o] = target[o] * (1.0 - AT_TARGET_RTOL)
@@ -245,7 +245,7 @@ def walk(K, n_dyn, kind, time, cmt, value, aux, grid_step, dose_scale, states, o
                     t = te
                 if t < t_next and t < t1:  # inside the window
                     te = min(t1, t_next)
-                    gap(K, knorm, t, te - t, x, r, use_r, out_state, f, level, m, cE, cP, cQ, keys, kry, work)
+                    gap(K, knorm, t, te - t, x, r, use_r, out_state, f, level, m, cE, cP, cQ, keys, kry, work, bnd)
                     t = te
                 if t < t_next:  # after the window
                     advance(K, t_next - t, E, P, meta, x, y, r, use_r)
