@@ -210,7 +210,7 @@ def _level(K, knorm, w, E, P, Q, keys):
             lev = b
             break
     if s < 0:
-        s = _new_entry(keys, w * 0.5 ** B, -1)
+        s = _new_entry(keys, w * 0.5 ** B, s)  # s = −1 here: a value, not a literal −1 (one signature)
         _taylor(K, w * 0.5 ** B, E, P, Q, s, knorm * w * 0.5 ** B)
     while lev > 0:
         d = _new_entry(keys, w * 0.5 ** (lev - 1), s)
