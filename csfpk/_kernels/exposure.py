@@ -64,7 +64,7 @@ import numpy as np
 from numba import njit
 
 from .codes import AUC, CMAX, TIME_ABOVE, TMAX
-from .linalg import matmul, matvec, matvec_add
+from .linalg import matmul, matvec, matvec_add, norm1
 
 RHO = 1.0  # ‖K‖₁·w bound of a sub-step on which the Taylor polynomial is used
 TAYLOR_TERMS = 20  # terms of the Taylor polynomial of an output (1/20! ≈ 4e-19)
@@ -182,6 +182,30 @@ def _double(E, P, Q, src, dst, w):
         for j in range(n):
             Q[dst, i, j] += Q[src, i, j] + w * P[src, i, j]
             P[dst, i, j] += P[src, i, j]
+
+
+@njit(cache=True, nogil=True)
+def exp_phi(K, h, E, P, slot):
+    """E[slot] ← exp(K·h) and P[slot] ← Φ(h) = ∫₀ʰ exp(K·s) ds by the scaling and squaring of ``_level``
+    (a Taylor series at h/2^B with ‖K‖₁·h/2^B ≤ THETA, squared B times): the one exponential of the exact
+    walk, so that a population run compiles no Padé ``expm``."""
+    n = K.shape[0]
+    knorm = norm1(K)
+    B = 0
+    while B < 1000 and knorm * h * 0.5 ** B > THETA:
+        B += 1
+    Es = np.empty((2, n, n))
+    Ps = np.empty((2, n, n))
+    Qs = np.empty((2, n, n))
+    s = Es.shape[0] - 2  # slot 0 as a value: a literal 0 would compile second _taylor and _double signatures
+    _taylor(K, h * 0.5 ** B, Es, Ps, Qs, s, knorm * h * 0.5 ** B)
+    for b in range(B, 0, -1):
+        _double(Es, Ps, Qs, s, 1 - s, h * 0.5 ** b)
+        s = 1 - s
+    for i in range(n):
+        for j in range(n):
+            E[slot, i, j] = Es[s, i, j]
+            P[slot, i, j] = Ps[s, i, j]
 
 
 @njit(cache=True, nogil=True)
