@@ -1,7 +1,7 @@
 """Population throughput: subjects/s and peak memory of the batch runner (not a timed test).
 
 Erlotinib 150 mg daily for 28 days, hourly output, metrics only, written to a run folder
-(Parquet per chunk), numba threads over subjects on this machine. Erlotinib's file has no IIV,
+(Parquet per chunk), blocks of subjects on numba.get_num_threads() threads. Erlotinib's file has no IIV,
 so the benchmark adds CV 30 % on CL and V1 and 50 % on ka and draws the CSF penetration ratio
 in its Table 1 range — every subject has its own rate matrix, as in a real population.
 

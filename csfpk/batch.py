@@ -1,8 +1,8 @@
 """The batch engine: scenarios × virtual populations, simulated in chunks, on this machine or Dask (DESIGN §7).
 
 Each scenario's subjects (``csfpk.scenario.Scenario``) are split into chunks of ``chunk``
-subjects; each chunk is simulated by the population kernel (``csfpk._kernels.batch``: numba
-threads over subjects, exposure metrics computed on the fly, memory bounded by the chunk) and yields
+subjects; each chunk is simulated by the population kernel (``csfpk._kernels.batch``: blocks
+of subjects on threads, ``on_threads``; exposure metrics computed on the fly, memory bounded by the chunk) and yields
 one table of per-subject metrics with a ``status`` per subject (0 = ok; a failed subject keeps its
 row, with NaN metrics, and the others keep their results). Nonlinear models (Michaelis–Menten,
 autoinduction, saturable CSF uptake) run through the adaptive solvers instead
@@ -28,9 +28,11 @@ shared file system. The numbers are identical either way.
 
 import dataclasses
 import math
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import NamedTuple
 
+import numba
 import numpy as np
 
 from . import metrics, plot
@@ -49,6 +51,7 @@ from .simulation import ADAPTIVE_CODES, MAX_STEPS, output_grid
 from .status import Status
 
 DEFAULT_CHUNK = 10_000
+BLOCK = 512  # subjects per thread task of a chunk
 MAX_CURVE_POINTS = 200
 _BLOCK_VALUES = 4_000_000  # float64 state values (32 MB) held at once by the adaptive path (subjects × samples × states)
 
@@ -285,9 +288,15 @@ def run_chunk(scn: Scenario, start, stop, curves=False, prep=None):
         """Metrics over one window (grid samples w0 … w1, or exact over ``exact_win``); worst status kept."""
         m = np.empty((S, len(prep.out_names), N_METRICS))
         st = np.zeros(S, dtype=np.int64)
-        run_metrics(Ks, np.int64(model.n_dynamic), tl.kind, tl.time, tl.cmt, tl.value, tl.aux, float(tl.grid_step),
-                    np.ascontiguousarray(dose_scale, dtype=np.float64), prep.out_state, np.ascontiguousarray(f),
-                    np.int64(w0), np.int64(w1), np.int64(trough), prep.target, np.int64(stride), cur, m, st, exact_win)
+        ds = np.ascontiguousarray(dose_scale, dtype=np.float64)
+        fs = np.ascontiguousarray(f)
+
+        def block(a, b):
+            run_metrics(Ks[a:b], np.int64(model.n_dynamic), tl.kind, tl.time, tl.cmt, tl.value, tl.aux,
+                        float(tl.grid_step), ds[a:b], prep.out_state, fs[a:b], np.int64(w0), np.int64(w1),
+                        np.int64(trough), prep.target, np.int64(stride), cur[a:b], m[a:b], st[a:b], exact_win)
+
+        on_threads(block, S)
         np.maximum(status, st, out=status)
         return m
 
@@ -300,6 +309,23 @@ def run_chunk(scn: Scenario, start, stop, curves=False, prep=None):
                "cxt": np.mean([p[..., metrics.NAMES.index("auc")] for p in per], axis=0) / 1000.0}  # nM·h → µM·h
     status[invalid] = Status.NONFINITE
     return _frame(params, prep, m, status, curves_arr, inj)
+
+
+def on_threads(block, S, size=BLOCK):
+    """Run ``block(a, b)`` over subjects [0, S) in blocks of ``size``, on ``numba.get_num_threads()`` threads.
+
+    The kernels release the GIL (``nogil``), so the blocks run in parallel; every subject's numbers are
+    computed alone, so they do not depend on the thread count or the block size.
+    """
+    starts = range(0, S, size)
+    threads = min(numba.get_num_threads(), len(starts))
+    if threads <= 1:
+        for a in starts:
+            block(a, min(a + size, S))
+        return
+    with ThreadPoolExecutor(threads) as pool:
+        for fut in [pool.submit(block, a, min(a + size, S)) for a in starts]:
+            fut.result()
 
 
 def _failed_chunk(params, prep, code):

@@ -353,3 +353,59 @@ def test_bad_metrics_mode_names_the_field():
 
     with pytest.raises(ParameterError, match=r"metrics = 'nca' is not allowed; expected 'exact' or 'grid'"):
         _scenarios("nca")
+
+
+# ----------------------------------------------------------------------------- features between sub-step ends
+def _shoulder(eps):
+    """Oral dose into the depot and IV bolus into a two-compartment central at t = 0 (depot, central,
+    peripheral, sink; V = 10 L): the fast distribution drop and the slower absorption rise make C′ touch 0
+    near t ≈ 2 h at the oral dose D* (a shoulder); at D*·(1 + eps) C has a local minimum at t1 and a local
+    maximum at t2 a few hundredths of an hour later, both inside one sub-step of length 1/‖K‖₁ ≈ 0.16 h.
+    Returns K, the events, C(t) and t1, t2 (scipy, to ~1e-13)."""
+    from scipy.optimize import brentq, minimize_scalar
+
+    ka, k10, k12, k21, V, Dc = 0.5, 0.1, 3.0, 1.0, 10.0, 100.0
+    K = np.array([[-ka, 0, 0, 0], [ka, -(k10 + k12), k21, 0], [0, k12, -k21, 0], [0, k10, 0, 0.0]])
+
+    def dC(t, Do):
+        return (K @ scipy.linalg.expm(K * t) @ np.array([Do, Dc, 0, 0.0]))[1] / V
+
+    def top(Do):  # the local maximum of C′ near the shoulder
+        r = minimize_scalar(lambda t: -dC(t, Do), bounds=(1.5, 2.5), method="bounded", options={"xatol": 1e-12})
+        return -r.fun, r.x
+
+    Do = brentq(lambda D: top(D)[0], 20.0, 40.0, xtol=1e-13) * (1 + eps)
+    tp = top(Do)[1]
+    t1 = brentq(lambda t: dC(t, Do), tp - 0.5, tp, xtol=1e-14)
+    t2 = brentq(lambda t: dC(t, Do), tp, tp + 0.5, xtol=1e-14)
+
+    def C(t):
+        return (scipy.linalg.expm(K * t) @ np.array([Do, Dc, 0, 0.0]))[1] / V
+
+    return K, [(0.0, BOLUS, 0, Do), (0.0, BOLUS, 1, Dc)], C, t1, t2
+
+
+@pytest.mark.parametrize("eps", [3e-5, 1e-4])
+def test_two_extrema_inside_one_sub_step_are_both_found(eps):
+    """A local minimum and maximum 0.01–0.02 h apart (both inside one sub-step, with C′ of the same sign at its
+    ends): the target between them adds the short interval where the bump rises above it, and a window starting
+    just before the minimum, below the bump's top, has its Cmax at the local maximum. A kernel that looks for
+    sign changes only at sub-step ends (or at a few samples inside) misses both."""
+    from scipy.optimize import brentq
+
+    K, events, C, t1, t2 = _shoulder(eps)
+    c1, c2 = C(t1), C(t2)
+    assert 0.004 < t2 - t1 < 0.03 and c2 > c1
+    T = 0.5 * (c1 + c2)
+    x1 = brentq(lambda t: C(t) - T, t1 - 1.0, t1, xtol=1e-14)  # falling from the bolus peak
+    x2 = brentq(lambda t: C(t) - T, t1, t2, xtol=1e-14)  # rising into the bump
+    x3 = brentq(lambda t: C(t) - T, t2, t2 + 1.0, xtol=1e-14)  # falling after it
+    m, status = run_exact(K, 3, events, [1], [0.1], [T * (1 + 1e-10)], 0.0, 6.0, 6.0)
+    assert status == 0
+    assert m[0, TIME_ABOVE] == pytest.approx(x1 + (x3 - x2), abs=1e-7)
+    # a window from just before the minimum, where C is below the bump's top: Cmax is the local maximum
+    w0 = brentq(lambda t: C(t) - 0.5 * (c1 + c2), t1 - 1.0, t1, xtol=1e-14)
+    m, status = run_exact(K, 3, events, [1], [0.1], [np.inf], w0, 6.0, 6.0)
+    assert status == 0
+    assert m[0, TMAX] == pytest.approx(t2, abs=1e-6)
+    assert m[0, CMAX] == pytest.approx(c2, rel=1e-13)

@@ -1,6 +1,6 @@
 """Population kernel: walk the shared timeline for many subjects, keep only exposure metrics.
 
-For each subject s (threads over subjects, ``prange``) the exact walk of ``exact.walk`` runs along the
+For each subject s the exact walk of ``exact.walk`` runs along the
 shared timeline with its own rate matrix Ks[s], dose scale and output factors f[s]; at every
 output-grid sample the concentrations of the outputs
 
@@ -17,22 +17,24 @@ at the output samples; the caller reads the metrics off them (``csfpk.batch``).
 """
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 from .adaptive import run_subject
 from .codes import BOLUS, RATE
 from .exact import walk
 
 
-@njit(cache=True, nogil=True, parallel=True)
+@njit(cache=True, nogil=True)
 def run_metrics(Ks, n_dyn, kind, time, cmt, value, aux, grid_step, dose_scale, out_state, f, w0, w1, trough_index,
                 target, curve_stride, curves, metrics, status, exact_win):
     """Metrics of every subject: Ks[s], dose_scale[s], f[s] → metrics[s] (n_out × N_METRICS), status[s].
 
-    ``curves`` has shape (S, rows, n_out) (rows may be 0 when ``curve_stride`` is 0).
+    ``curves`` has shape (S, rows, n_out) (rows may be 0 when ``curve_stride`` is 0). One thread: callers
+    run blocks of subjects on threads (``nogil``: ``csfpk.batch`` does); not ``parallel=True``, whose
+    lowering of the walk took a third of the cold compile of a population run.
     """
     n = Ks.shape[1]
-    for s in prange(Ks.shape[0]):
+    for s in range(Ks.shape[0]):
         status[s] = walk(Ks[s], n_dyn, kind, time, cmt, value, aux, grid_step, dose_scale[s], np.empty((0, n)),
                          out_state, f[s], w0, w1, trough_index, target, curve_stride, curves[s], metrics[s],
                          exact_win)

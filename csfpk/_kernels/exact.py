@@ -5,7 +5,7 @@ dx/dt = K·x + r has the exact solution
 
     x(t + h) = E(h)·x(t) + Φ(h)·r,     E(h) = exp(K·h),  Φ(h) = ∫₀ʰ exp(K·s) ds
 
-(``csfpk._kernels.expm.propagators``). E of the regular output step is computed once per subject
+(``exposure.exp_phi``: Taylor scaling and squaring). E of the regular output step is computed once per subject
 (when first used; Φ only once an infusion runs); other gaps (doses between grid points) are computed when met and
 cached for the next gap of the same length (``new_stepper``, ``advance``). Action semantics are documented
 in ``csfpk.schedule``; steady states use
@@ -25,38 +25,26 @@ from numba import njit, prange
 
 from .codes import (AUC, BOLUS, CAVG, CMAX, INF_PART, N_METRICS, NONFINITE, OBS, OK, PCT_ABOVE, RATE, RESET, SINGULAR,
                     SS_CONST, SS_TRAIN, TIME_ABOVE, TMAX, TROUGH)
-from .expm import expm, propagators
-from .exposure import AT_TARGET_RTOL, gap, new_cache
+from .exposure import AT_TARGET_RTOL, exp_phi, gap, new_cache
 from .linalg import lu_det, lu_factor, lu_solve, norm1
 
 
 @njit(cache=True, nogil=True)
-def _fill(K, h, E, P, slot, with_phi):
-    """E[slot] ← exp(K·h) and, when ``with_phi``, P[slot] ← Φ(h) from the block exponential of
-    ``expm.propagators`` (one ``expm`` call site; element loops, since assigning an array into a
-    slice costs seconds of numba compile time per call site)."""
+def propagators(K, h):
+    """(E(h), Φ(h)) as new arrays, from ``exposure.exp_phi``."""
     n = K.shape[0]
-    m = 2 * n if with_phi else n
-    M = np.zeros((m, m))
-    for i in range(n):
-        for j in range(n):
-            M[i, j] = K[i, j] * h
-        if with_phi:
-            M[i, n + i] = h
-    X = expm(M)
-    for i in range(n):
-        for j in range(n):
-            E[slot, i, j] = X[i, j]
-            if with_phi:
-                P[slot, i, j] = X[i, n + j]
+    E = np.empty((1, n, n))
+    P = np.empty((1, n, n))
+    exp_phi(K, h, E, P, E.shape[0] - 1)  # slot 0 as a value: a literal would compile a second exp_phi
+    return E[0], P[0]
 
 
 @njit(cache=True, nogil=True)
 def new_stepper(K, grid_step):
     """Propagator cache for ``advance``: E, P of shape (2, n, n) (slot 0 the grid step, slot 1 the
     last other gap) and meta = [grid_step, grid slot state, gap h, gap slot state], state 0 empty,
-    1 E(h) ready, 2 E(h) and Φ(h) ready. Propagators are computed when first needed; Φ (the 2n×2n
-    block exponential) only once an infusion is running."""
+    2 E(h) and Φ(h) ready (both come from one ``exposure.exp_phi``). Propagators are computed when
+    first needed."""
     n = K.shape[0]
     E = np.zeros((2, n, n))
     P = np.zeros((2, n, n))
@@ -77,10 +65,9 @@ def advance(K, h, E, P, meta, x, y, r, use_r):
     if slot == 1 and h != meta[2]:
         meta[2] = h
         meta[3] = 0.0
-    need = 2.0 if use_r else 1.0
-    if meta[1 + 2 * slot] < need:
-        _fill(K, step if slot == 0 else h, E, P, slot, use_r)
-        meta[1 + 2 * slot] = need
+    if meta[1 + 2 * slot] < 2.0:
+        exp_phi(K, step if slot == 0 else h, E, P, slot)
+        meta[1 + 2 * slot] = 2.0
     for i in range(n):
         s = 0.0
         for j in range(n):
@@ -229,7 +216,7 @@ def walk(K, n_dyn, kind, time, cmt, value, aux, grid_step, dose_scale, states, o
     t_trough = exact_win[2] if exact else 0.0
     trough_done = not exact
     knorm = norm1(K)
-    cE, cP, cQ, keys, kry, work = new_cache(n if exact else 0)
+    cE, cP, cQ, keys, kry, work, bnd = new_cache(K, n if exact else 0)
     level = np.empty(n_out)
     for o in range(n_out):
         level[o] = target[o] * (1.0 - AT_TARGET_RTOL)
@@ -245,7 +232,7 @@ def walk(K, n_dyn, kind, time, cmt, value, aux, grid_step, dose_scale, states, o
                     t = te
                 if t < t_next and t < t1:  # inside the window
                     te = min(t1, t_next)
-                    gap(K, knorm, t, te - t, x, r, use_r, out_state, f, level, m, cE, cP, cQ, keys, kry, work)
+                    gap(K, knorm, t, te - t, x, r, use_r, out_state, f, level, m, cE, cP, cQ, keys, kry, work, bnd)
                     t = te
                 if t < t_next:  # after the window
                     advance(K, t_next - t, E, P, meta, x, y, r, use_r)
