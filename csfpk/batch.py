@@ -52,6 +52,7 @@ from .status import Status
 
 DEFAULT_CHUNK = 10_000
 BLOCK = 512  # subjects per thread task of a chunk
+ADAPTIVE_BLOCK = 16  # subjects per thread task of the adaptive path (milliseconds each: small tasks balance)
 MAX_CURVE_POINTS = 200
 _BLOCK_VALUES = 4_000_000  # float64 state values (32 MB) held at once by the adaptive path (subjects × samples × states)
 
@@ -213,9 +214,14 @@ def _adaptive_block(prep, scn, Ks, nls, f, dose_scale, status, m, inj, curves_ar
     B, n = Ks.shape[0], Ks.shape[1]
     states = np.zeros((B, prep.samples.size, n))
     stats = np.zeros((B, N_STATS), dtype=np.int64)
-    run_adaptive(np.int64(ADAPTIVE_CODES[prep.solver]), Ks, nls, tl.kind, tl.time, tl.cmt, tl.value,
-                 np.ascontiguousarray(dose_scale, dtype=np.float64), float(scn.rtol), float(scn.atol),
-                 np.int64(MAX_STEPS), states, status, stats)
+    ds = np.ascontiguousarray(dose_scale, dtype=np.float64)
+
+    def block(a, b):
+        run_adaptive(np.int64(ADAPTIVE_CODES[prep.solver]), Ks[a:b], nls[a:b], tl.kind, tl.time, tl.cmt, tl.value,
+                     ds[a:b], float(scn.rtol), float(scn.atol), np.int64(MAX_STEPS), states[a:b], status[a:b],
+                     stats[a:b])
+
+    on_threads(block, B, size=ADAPTIVE_BLOCK)
     conc = f[:, :, None] * np.transpose(states[:, :, prep.out_state], (0, 2, 1))  # (B, n_out, samples), nM
     status[(status == Status.OK) & ~np.isfinite(conc).all(axis=(1, 2))] = Status.NONFINITE
     target = float(prep.target[0]) if prep.target.size else np.inf
