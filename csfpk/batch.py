@@ -6,8 +6,8 @@ of subjects on threads, ``on_threads``; exposure metrics computed on the fly, me
 one table of per-subject metrics with a ``status`` per subject (0 = ok; a failed subject keeps its
 row, with NaN metrics, and the others keep their results). Nonlinear models (Michaelis–Menten,
 autoinduction, saturable CSF uptake) run through the adaptive solvers instead
-(``csfpk._kernels.batch.run_adaptive``: the driver ``simulate`` uses, one subject per thread, each
-with its own rate matrix and nonlinear terms), with the scenario's method and tolerances, so subject
+(``csfpk._kernels.batch.run_adaptive``: the driver ``simulate`` uses, blocks of subjects on the same
+threads, each subject with its own rate matrix and nonlinear terms), with the scenario's method and tolerances, so subject
 i's numbers are those of ``simulate`` for its parameters; their metrics are read off the solver's
 output grid (``_adaptive_block``). Because every subject's parameters
 depend only on (seed, subject index), a chunk's rows do not depend on the chunk size, the thread

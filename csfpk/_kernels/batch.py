@@ -44,7 +44,7 @@ def run_metrics(Ks, n_dyn, kind, time, cmt, value, aux, grid_step, dose_scale, o
 def run_adaptive(method, Ks, nls, kind, time, cmt, value, dose_scale, rtol, atol, max_steps, states, status, stats):
     """``adaptive.run_subject`` for every subject s with Ks[s], nls[s] and doses (BOLUS amounts and RATE
     changes) multiplied by dose_scale[s] → states[s] (samples × n), status[s], stats[s]. One thread, as
-``run_metrics``: callers run blocks of subjects on threads.
+    ``run_metrics``: callers run blocks of subjects on threads.
 
     With dose_scale[s] = 1 the timeline values are passed unchanged, so a subject's states equal those of
     a single ``adaptive.run_subject`` call with the same K, nl, method and tolerances, bit for bit.
