@@ -16,3 +16,34 @@ def rel_err():
         a, b = np.asarray(a, float), np.asarray(b, float)
         return float(np.max(np.abs(a - b) / np.maximum(np.abs(b), floor)))
     return f
+
+
+@pytest.fixture(scope="session")
+def dask_client():
+    """A Dask client on a local cluster of 2 single-threaded worker processes, shared by the tests that compare
+    Dask with a local run."""
+    distributed = pytest.importorskip("distributed")
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cl, \
+            distributed.Client(cl) as client:
+        yield client
+
+
+@pytest.fixture
+def bad_subjects(monkeypatch):
+    """``bad_subjects(CL={3: nan}, ka={8: 1e9})``: every ``Population.sample`` then gives those subjects those
+    values (the draws of all other subjects and parameters unchanged)."""
+    import csfpk
+
+    real = csfpk.Population.sample
+
+    def patch(**values):
+        def sample(self, drug, start=0, stop=None, physiology=None):
+            out = real(self, drug, start, stop, physiology)
+            for name, by_subject in values.items():
+                for subject, value in by_subject.items():
+                    out[name] = np.where(out["subject"] == subject, value, out[name])
+            return out
+
+        monkeypatch.setattr(csfpk.Population, "sample", sample)
+
+    return patch

@@ -46,12 +46,9 @@ def test_dose_per_m2_scales_with_bsa():
     np.testing.assert_allclose(b.csf_auc_ss / a.csf_auc_ss, 40 * b.bsa_m2 / 80, rtol=1e-10)
 
 
-def test_dask_localcluster_gives_identical_numbers():
-    distributed = pytest.importorskip("distributed")
+def test_dask_localcluster_gives_identical_numbers(dask_client):
     ref = frame_of(run(scenarios(200), chunk=64, progress=False))
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cl, \
-            distributed.Client(cl) as client:
-        got = frame_of(run(scenarios(200), chunk=64, client=client, progress=False))
+    got = frame_of(run(scenarios(200), chunk=64, client=dask_client, progress=False))
     pd.testing.assert_frame_equal(ref, got, check_exact=True)
 
 
@@ -89,17 +86,10 @@ def test_compare_api_and_curves(tmp_path):
     assert np.all(peak <= cmax * (1 + 1e-6)) and np.all(peak >= 0.9 * cmax)
 
 
-def test_one_failing_subject_keeps_the_others_results(monkeypatch):
+def test_one_failing_subject_keeps_the_others_results(bad_subjects):
     """A subject with a NaN clearance fails alone: its row is marked, the others are unchanged, the summary counts it."""
     ref = run(scenarios(40), chunk=16, progress=False)
-    sample = csfpk.Population.sample
-
-    def with_a_bad_subject(self, drug, start=0, stop=None, physiology=None):
-        p = sample(self, drug, start, stop, physiology)
-        p["CL"] = np.where(p["subject"] == 21, np.nan, p["CL"])
-        return p
-
-    monkeypatch.setattr(csfpk.Population, "sample", with_a_bad_subject)
+    bad_subjects(CL={21: np.nan})
     got = run(scenarios(40), chunk=16, progress=False)
     a, b = frame_of(ref), frame_of(got)
     bad = (b.subject == 21).to_numpy()

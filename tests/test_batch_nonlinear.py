@@ -193,30 +193,19 @@ def test_same_numbers_for_threads_chunks_and_blocks(monkeypatch):
     assert (ref.status == 0).all() and len(ref) == 48
 
 
-def test_dask_localcluster_gives_identical_numbers():
-    distributed = pytest.importorskip("distributed")
+def test_dask_localcluster_gives_identical_numbers(dask_client):
     ref = frame_of(run(two_scenarios(16), chunk=6, progress=False))
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cl, \
-            distributed.Client(cl) as client:
-        got = frame_of(run(two_scenarios(16), chunk=6, client=client, progress=False))
+    got = frame_of(run(two_scenarios(16), chunk=6, client=dask_client, progress=False))
     pd.testing.assert_frame_equal(ref, got, check_exact=True)
 
 
 # ----------------------------------------------------------------------------- failures
-def test_failing_subjects_lose_only_their_rows(monkeypatch):
+def test_failing_subjects_lose_only_their_rows(bad_subjects):
     """A NaN clearance (screened) and a ka so large that Dormand–Prince's step size underflows (kernel status):
     both rows are marked, counted by status, and every other row is unchanged."""
     scns = [two_scenarios(12)[1]]
     ref = frame_of(run(scns, chunk=5, progress=False))
-    sample = csfpk.Population.sample
-
-    def with_bad_subjects(self, drug, start=0, stop=None, physiology=None):
-        p = sample(self, drug, start, stop, physiology)
-        p["CL"] = np.where(p["subject"] == 3, np.nan, p["CL"])
-        p["ka"] = np.where(p["subject"] == 8, 1e9, p["ka"])  # stiff: an explicit method cannot step
-        return p
-
-    monkeypatch.setattr(csfpk.Population, "sample", with_bad_subjects)
+    bad_subjects(CL={3: np.nan}, ka={8: 1e9})  # ka 1e9 h⁻¹ is stiff: an explicit method cannot step
     got = run(scns, chunk=5, progress=False)
     b = frame_of(got)
     assert b.status[3] == csfpk.Status.NONFINITE and b.status[8] == csfpk.Status.STEP_UNDERFLOW

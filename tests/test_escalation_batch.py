@@ -122,11 +122,8 @@ def test_same_rows_and_doses_for_threads_chunk_sizes(reference):
     pd.testing.assert_frame_equal(one.summary, reference.summary, check_exact=True)
 
 
-def test_dask_localcluster_gives_identical_rows_and_doses(reference, tmp_path):
-    distributed = pytest.importorskip("distributed")
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cl, \
-            distributed.Client(cl) as client:
-        got = run(arms(), tmp_path / "dask", chunk=4, client=client, progress=False)
+def test_dask_localcluster_gives_identical_rows_and_doses(reference, tmp_path, dask_client):
+    got = run(arms(), tmp_path / "dask", chunk=4, client=dask_client, progress=False)
     pd.testing.assert_frame_equal(sorted_rows(got), sorted_rows(reference), check_exact=True)
     pd.testing.assert_frame_equal(all_doses(got), all_doses(reference), check_exact=True)
 
@@ -184,17 +181,10 @@ def test_typical_subject_has_no_marrow_or_pk_variability(reference):
     assert typ.slope_L_mg.iloc[0] == PD_SENSITIVE.slope("pemetrexed")
 
 
-def test_a_failing_subject_keeps_the_others(reference, monkeypatch):
+def test_a_failing_subject_keeps_the_others(reference, bad_subjects):
     sick = arms()[0]
     ref = reference.scenario_metrics(sick.id)
-    real = csfpk.Population.sample
-
-    def sample(self, drug, start=0, stop=None, physiology=None):
-        out = real(self, drug, start, stop, physiology)
-        out["CL"] = np.where(out["subject"] == 3, np.nan, out["CL"])
-        return out
-
-    monkeypatch.setattr(csfpk.Population, "sample", sample)
+    bad_subjects(CL={3: np.nan})
     got = run([sick], chunk=4, progress=False)
     rows = got.metrics
     assert rows.status.tolist() == [0, 0, 0, 2, 0, 0] and int(got.summary.n_failed.iloc[0]) == 1

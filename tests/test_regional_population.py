@@ -82,12 +82,11 @@ def test_rate_matrices_equal_build_model_of_each_subject_bit_for_bit():
     assert np.ptp(p["penetration_ratio"]) > 0
 
 
-def test_same_numbers_for_threads_chunks_and_dask():
+def test_same_numbers_for_threads_chunks_and_dask(dask_client):
     """Grid metrics here: the exact ones sub-step at the model's fastest rate (the cisterna's tidal mixing,
     ~310 /h) and would make this test minutes long; the walk, the chunking and the draws are the same."""
     import numba
 
-    distributed = pytest.importorskip("distributed")
     first = run(_scenarios(120, metrics="grid"), chunk=1000, progress=False)
     ref = frame_of(first)
     before = numba.get_num_threads()
@@ -97,9 +96,7 @@ def test_same_numbers_for_threads_chunks_and_dask():
     finally:
         numba.set_num_threads(before)
     pd.testing.assert_frame_equal(ref, one, check_exact=True)
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cl, \
-            distributed.Client(cl) as client:
-        got = frame_of(run(_scenarios(120, metrics="grid"), chunk=50, client=client, progress=False))
+    got = frame_of(run(_scenarios(120, metrics="grid"), chunk=50, client=dask_client, progress=False))
     pd.testing.assert_frame_equal(ref, got, check_exact=True)
     assert (ref.status == 0).all() and len(ref) == 240
     # the route matters in the regional layout: an Ommaya dose peaks in the ventricles, a lumbar one in the lumbar SAS
