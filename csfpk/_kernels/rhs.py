@@ -31,17 +31,13 @@ import numpy as np
 from numba import njit
 
 from csfpk._kernels.codes import NL_ASAT, NL_CENTRAL, NL_CSF, NL_DCL, NL_KIN, NL_KIND, NL_KM, NL_SINK, NL_V1, NL_VMAX
+from csfpk._kernels.linalg import matvec_add
 
 
 @njit(cache=True, nogil=True)
 def rhs(t, x, K, r, nl, dx):
     """Write dx/dt into ``dx`` (see module docstring for the equation)."""
-    n = x.shape[0]
-    for i in range(n):
-        s = r[i]
-        for j in range(n):
-            s += K[i, j] * x[j]
-        dx[i] = s
+    matvec_add(K, x, r, dx)
     vmax = nl[NL_VMAX]
     dcl = nl[NL_DCL]
     if vmax != 0.0 or dcl != 0.0:
