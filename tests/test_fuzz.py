@@ -43,6 +43,19 @@ def _alarm(signum, frame):
     raise Hang(f"no answer within {LIMIT_S} s")
 
 
+FILE = object()  # stands for the input file in the argv of ``contract_with_file``
+
+
+def contract_with_file(name, data, argv):
+    """Write ``data`` (bytes) to ``in/<name>`` of a fresh folder and run ``contract`` there, ``FILE`` in ``argv``
+    replaced by that file's path."""
+    with tempfile.TemporaryDirectory() as folder:
+        p = Path(folder) / "in" / name
+        p.parent.mkdir()
+        p.write_bytes(data)
+        return contract([p if a is FILE else a for a in argv], folder)
+
+
 def contract(argv, folder):
     """Run ``csfpk ARGV`` in-process in ``folder`` and check the error contract; return (rc, stdout)."""
     before = sorted(p.name for p in Path(folder).rglob("*"))
@@ -145,11 +158,8 @@ def test_fuzz_regimen_toml(edits, latin1):
     text = REGIMEN
     for key, value in edits:
         text = _mutate_toml(text, key, value)
-    with tempfile.TemporaryDirectory() as folder:
-        p = Path(folder) / "in" / "it_mtx_seed.toml"
-        p.parent.mkdir()
-        p.write_bytes(text.encode("latin-1", "replace") if latin1 else text.encode())
-        contract(["simulate", "methotrexate", "--regimen", p, "--dt", "6h", "--csv", "out.csv"], folder)
+    contract_with_file("it_mtx_seed.toml", text.encode("latin-1", "replace") if latin1 else text.encode(),
+                       ["simulate", "methotrexate", "--regimen", FILE, "--dt", "6h", "--csv", "out.csv"])
 
 
 @FUZZ
@@ -166,11 +176,7 @@ def test_fuzz_sweep_toml(edits, grid):
     for key, value in edits:
         text = _mutate_toml(text, key, value)
     text += grid
-    with tempfile.TemporaryDirectory() as folder:
-        p = Path(folder) / "in" / "it_frequency.toml"
-        p.parent.mkdir()
-        p.write_text(text)
-        contract(["validate", p], folder)
+    contract_with_file("it_frequency.toml", text.encode(), ["validate", FILE])
 
 
 @FUZZ
@@ -188,12 +194,8 @@ def test_fuzz_drug_toml(edits, covariates):
     for key, value in edits:
         text = _mutate_toml(text, key, value)
     text += covariates
-    with tempfile.TemporaryDirectory() as folder:
-        p = Path(folder) / "in" / "erlotinib.toml"
-        p.parent.mkdir()
-        p.write_text(text)
-        contract(["simulate", p, "--amt", "150", "--ii", "24h", "--n", "3", "--weight", "90", "--csv", "out.csv"],
-                 folder)
+    contract_with_file("erlotinib.toml", text.encode(), ["simulate", FILE, "--amt", "150", "--ii", "24h", "--n", "3",
+                                                         "--weight", "90", "--csv", "out.csv"])
 
 
 GOOD_CELLS = {"ID": ["1", "2"], "TIME": ["0", "1", "12", "24", "48"], "EVID": ["0", "1", "2", "3", "4"],
@@ -235,13 +237,9 @@ def test_fuzz_csv(data, as_dataset, encoding_bad):
     raw = ("\n".join(lines) + "\n").encode()
     if encoding_bad == 0:
         raw += b"\xff\xfe"
-    with tempfile.TemporaryDirectory() as folder:
-        p = Path(folder) / "in" / "data.csv"
-        p.parent.mkdir()
-        p.write_bytes(raw)
-        flag = "--data" if as_dataset else "--regimen"
-        contract(["simulate", "erlotinib", flag, p, "--csv", "out.csv"] + ([] if as_dataset else ["--dt", "1h"]),
-                 folder)
+    flag = "--data" if as_dataset else "--regimen"
+    extra = [] if as_dataset else ["--dt", "1h"]
+    contract_with_file("data.csv", raw, ["simulate", "erlotinib", flag, FILE, "--csv", "out.csv"] + extra)
 
 
 @pytest.mark.parametrize("args, message", [c[1:] for c in CASES], ids=[c[0] for c in CASES])
