@@ -45,7 +45,6 @@ from .units import hours
 
 DECISIONS = tuple(sorted(codes.DECISIONS, key=codes.DECISIONS.get))  # names of the kernel's decision codes
 DOSE_BASES = (None, "weight", "bsa")
-_POSITIVE_PK = ("CL", "V1", "ka", "Q", "V2", "Q3", "V3", "mtt", "fu", "penetration_ratio", "CL_in")
 
 
 @dataclass(frozen=True, eq=False)
@@ -95,7 +94,7 @@ def _bad_rows(params, marrow):
     """Per-subject reason why a parameter is unusable ('' when fine)."""
     S = marrow["slope"].shape[0]
     why = np.array([""] * S, dtype=object)
-    checks = [(k, np.asarray(params[k], dtype=float)) for k in _POSITIVE_PK if k in params]
+    checks = [(k, np.asarray(params[k], dtype=float)) for k in VARYING if k in params]
     checks += [("weight_kg", np.asarray(params["weight_kg"], dtype=float))] if "weight_kg" in params else []
     checks += [("bsa_m2", np.asarray(params["bsa_m2"], dtype=float))] if "bsa_m2" in params else []
     checks += [(f"Circ0[{n}]", marrow["circ0"][:, j]) for j, n in enumerate(marrow["lineages"])]
