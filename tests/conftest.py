@@ -1,3 +1,5 @@
+import contextlib
+
 import numpy as np
 import pytest
 
@@ -47,3 +49,20 @@ def bad_subjects(monkeypatch):
         monkeypatch.setattr(csfpk.Population, "sample", sample)
 
     return patch
+
+
+@pytest.fixture
+def one_thread():
+    """``with one_thread(): …`` runs numba on one thread (the thread count is restored after)."""
+    import numba
+
+    @contextlib.contextmanager
+    def ctx():
+        before = numba.get_num_threads()
+        numba.set_num_threads(1)
+        try:
+            yield
+        finally:
+            numba.set_num_threads(before)
+
+    return ctx

@@ -25,16 +25,10 @@ def frame_of(res):
     return res.metrics.sort_values(["regimen", "subject"]).reset_index(drop=True)
 
 
-def test_same_numbers_for_threads_and_chunk_sizes():
-    import numba
-
+def test_same_numbers_for_threads_and_chunk_sizes(one_thread):
     ref = frame_of(run(scenarios(), chunk=1000, progress=False))
-    before = numba.get_num_threads()
-    try:
-        numba.set_num_threads(1)
+    with one_thread():
         one = frame_of(run(scenarios(), chunk=77, progress=False))
-    finally:
-        numba.set_num_threads(before)
     pd.testing.assert_frame_equal(ref, one, check_exact=True)
     assert (ref.status == 0).all() and len(ref) == 600
 

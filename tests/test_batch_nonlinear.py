@@ -175,18 +175,12 @@ def frame_of(res):
     return res.metrics.sort_values(["regimen", "subject"]).reset_index(drop=True)
 
 
-def test_same_numbers_for_threads_chunks_and_blocks(monkeypatch):
-    import numba
-
+def test_same_numbers_for_threads_chunks_and_blocks(monkeypatch, one_thread):
     from csfpk import batch
 
     ref = frame_of(run(two_scenarios(), chunk=1000, progress=False))
-    before = numba.get_num_threads()
-    try:
-        numba.set_num_threads(1)
+    with one_thread():
         one = frame_of(run(two_scenarios(), chunk=5, progress=False))
-    finally:
-        numba.set_num_threads(before)
     pd.testing.assert_frame_equal(ref, one, check_exact=True)
     monkeypatch.setattr(batch, "_BLOCK_VALUES", 1)  # one subject per kernel call
     pd.testing.assert_frame_equal(ref, frame_of(run(two_scenarios(), chunk=7, progress=False)), check_exact=True)

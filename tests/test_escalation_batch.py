@@ -106,15 +106,9 @@ def test_the_three_kinds_of_rule_are_exercised(reference):
     assert (rows.worst_grade_any >= 3).sum() >= 1  # severe episodes happen there, and change nothing
 
 
-def test_same_rows_and_doses_for_threads_chunk_sizes(reference):
-    import numba
-
-    before = numba.get_num_threads()
-    try:
-        numba.set_num_threads(1)
+def test_same_rows_and_doses_for_threads_chunk_sizes(reference, one_thread):
+    with one_thread():
         one = run(arms(), chunk=1, progress=False)
-    finally:
-        numba.set_num_threads(before)
     four = run(arms(), chunk=4, progress=False)
     for other in (one, four):
         pd.testing.assert_frame_equal(sorted_rows(other), sorted_rows(reference), check_exact=True)

@@ -320,19 +320,14 @@ def test_exact_is_the_limit_of_grid_metrics():
         assert (exact[f"{o}_cmax_win"] >= coarse[f"{o}_cmax_win"] * (1 - 1e-12)).all()  # the grid misses the peak
 
 
-def test_same_numbers_for_threads_and_chunk_sizes():
-    import numba
+def test_same_numbers_for_threads_and_chunk_sizes(one_thread):
     import pandas as pd
 
     from csfpk.batch import run
 
     ref = run(_scenarios("exact", n=200), chunk=1000, progress=False).metrics
-    before = numba.get_num_threads()
-    try:
-        numba.set_num_threads(1)
+    with one_thread():
         one = run(_scenarios("exact", n=200), chunk=37, progress=False).metrics
-    finally:
-        numba.set_num_threads(before)
     pd.testing.assert_frame_equal(ref, one, check_exact=True)
 
 

@@ -82,19 +82,13 @@ def test_rate_matrices_equal_build_model_of_each_subject_bit_for_bit():
     assert np.ptp(p["penetration_ratio"]) > 0
 
 
-def test_same_numbers_for_threads_chunks_and_dask(dask_client):
+def test_same_numbers_for_threads_chunks_and_dask(dask_client, one_thread):
     """Grid metrics here: the exact ones sub-step at the model's fastest rate (the cisterna's tidal mixing,
     ~310 /h) and would make this test minutes long; the walk, the chunking and the draws are the same."""
-    import numba
-
     first = run(_scenarios(120, metrics="grid"), chunk=1000, progress=False)
     ref = frame_of(first)
-    before = numba.get_num_threads()
-    try:
-        numba.set_num_threads(1)
+    with one_thread():
         one = frame_of(run(_scenarios(120, metrics="grid"), chunk=37, progress=False))
-    finally:
-        numba.set_num_threads(before)
     pd.testing.assert_frame_equal(ref, one, check_exact=True)
     got = frame_of(run(_scenarios(120, metrics="grid"), chunk=50, client=dask_client, progress=False))
     pd.testing.assert_frame_equal(ref, got, check_exact=True)
