@@ -28,11 +28,9 @@ shared file system. The numbers are identical either way.
 
 import dataclasses
 import math
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import NamedTuple
 
-import numba
 import numpy as np
 
 from . import metrics, plot
@@ -49,9 +47,9 @@ from .scenario import Scenario, digest
 from .schedule import build_timeline
 from .simulation import ADAPTIVE_CODES, MAX_STEPS, output_grid
 from .status import Status
+from .threads import on_threads
 
 DEFAULT_CHUNK = 10_000
-BLOCK = 512  # subjects per thread task of a chunk
 ADAPTIVE_BLOCK = 16  # subjects per thread task of the adaptive path (milliseconds each: small tasks balance)
 MAX_CURVE_POINTS = 200
 _BLOCK_VALUES = 4_000_000  # float64 state values (32 MB) held at once by the adaptive path (subjects × samples × states)
@@ -315,23 +313,6 @@ def run_chunk(scn: Scenario, start, stop, curves=False, prep=None):
                "cxt": np.mean([p[..., metrics.NAMES.index("auc")] for p in per], axis=0) / 1000.0}  # nM·h → µM·h
     status[invalid] = Status.NONFINITE
     return _frame(params, prep, m, status, curves_arr, inj)
-
-
-def on_threads(block, S, size=BLOCK):
-    """Run ``block(a, b)`` over subjects [0, S) in blocks of ``size``, on ``numba.get_num_threads()`` threads.
-
-    The kernels release the GIL (``nogil``), so the blocks run in parallel; every subject's numbers are
-    computed alone, so they do not depend on the thread count or the block size.
-    """
-    starts = range(0, S, size)
-    threads = min(numba.get_num_threads(), len(starts))
-    if threads <= 1:
-        for a in starts:
-            block(a, min(a + size, S))
-        return
-    with ThreadPoolExecutor(threads) as pool:
-        for fut in [pool.submit(block, a, min(a + size, S)) for a in starts]:
-            fut.result()
 
 
 def _failed_chunk(params, prep, code):

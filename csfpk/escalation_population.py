@@ -41,10 +41,12 @@ from .physiology import load_physiology
 from .population import Population, marrow_parameters
 from .simulation import output_grid
 from .status import Status
+from .threads import on_threads
 from .units import hours
 
 DECISIONS = tuple(sorted(codes.DECISIONS, key=codes.DECISIONS.get))  # names of the kernel's decision codes
 DOSE_BASES = (None, "weight", "bsa")
+ESCALATION_BLOCK = 16  # subjects per thread task (each runs a 26-week protocol: milliseconds)
 
 
 @dataclass(frozen=True, eq=False)
@@ -227,21 +229,27 @@ def run_escalation_subjects(drug, escalation: Escalation, params, marrow, *, t_e
     nadir_t = np.full((S, L), np.nan)
     worst = np.zeros((S, L), dtype=np.int64)
     status = np.zeros(S, dtype=np.int64)
+    f_route = float(model.bioavailability[route])
     old_threads = numba.get_num_threads()
     if threads is not None:
         numba.set_num_threads(int(threads))
     try:
         for a in range(0, S, int(chunk_size)):
             b = min(S, a + int(chunk_size))
-            Ks = rate_matrices(drug, physiology, csf_layout, {k: v[a:b] for k, v in pk.items()})
-            kernel.run_batch(np.ascontiguousarray(Ks), np.int64(central), np.ascontiguousarray(v1_all[a:b]),
-                             np.int64(route), float(model.bioavailability[route]), act_time, act_kind, act_index,
-                             grid_step, levels, np.ascontiguousarray(np.where(skip[a:b] == 1, 1.0, scale_all[a:b])),
-                             np.int64(escalation.decision_grade), np.int64(substeps),
-                             np.ascontiguousarray(np.where(skip[a:b, None] == 1, 1.0, circ0_all[a:b])),
-                             np.ascontiguousarray(np.where(skip[a:b, None] == 1, 1.0, mtt_all[a:b])), gamma, kcirc,
-                             np.ascontiguousarray(np.where(skip[a:b] == 1, 0.0, slope_all[a:b])), thresholds,
-                             skip[a:b], doses[a:b], actions[a:b], nadir[a:b], nadir_t[a:b], worst[a:b], status[a:b])
+            Ks = np.ascontiguousarray(rate_matrices(drug, physiology, csf_layout, {k: v[a:b] for k, v in pk.items()}))
+            v1, dose_scale = np.ascontiguousarray(v1_all[a:b]), np.where(skip[a:b] == 1, 1.0, scale_all[a:b])
+            circ0 = np.ascontiguousarray(np.where(skip[a:b, None] == 1, 1.0, circ0_all[a:b]))
+            mtt = np.ascontiguousarray(np.where(skip[a:b, None] == 1, 1.0, mtt_all[a:b]))
+            slope = np.where(skip[a:b] == 1, 0.0, slope_all[a:b])
+            out = (skip[a:b], doses[a:b], actions[a:b], nadir[a:b], nadir_t[a:b], worst[a:b], status[a:b])
+
+            def block(c, d):  # runs before the next chunk's arrays are made (on_threads waits)
+                kernel.run_batch(Ks[c:d], np.int64(central), v1[c:d], np.int64(route), f_route, act_time, act_kind,
+                                 act_index, grid_step, levels, dose_scale[c:d], np.int64(escalation.decision_grade),
+                                 np.int64(substeps), circ0[c:d], mtt[c:d], gamma, kcirc, slope[c:d], thresholds,
+                                 *(arr[c:d] for arr in out))
+
+            on_threads(block, b - a, size=ESCALATION_BLOCK)
     finally:
         if threads is not None:
             numba.set_num_threads(old_threads)

@@ -30,7 +30,7 @@ def run_metrics(Ks, n_dyn, kind, time, cmt, value, aux, grid_step, dose_scale, o
     """Metrics of every subject: Ks[s], dose_scale[s], f[s] → metrics[s] (n_out × N_METRICS), status[s].
 
     ``curves`` has shape (S, rows, n_out) (rows may be 0 when ``curve_stride`` is 0). One thread: callers
-    run blocks of subjects on threads (``nogil``: ``csfpk.batch`` does); not ``parallel=True``, whose
+    run blocks of subjects on threads (``nogil``: ``csfpk.threads.on_threads``); not ``parallel=True``, whose
     lowering of the walk took a third of the cold compile of a population run.
     """
     n = Ks.shape[1]

@@ -25,7 +25,7 @@ lineage the nadir, its time and the worst grade over the whole grid.
 """
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 from . import friberg
 from .codes import AT_CAP, ESCALATE, HOLD, NONFINITE, OK, START, STEP_BACK
@@ -78,7 +78,7 @@ def run_subject(K, central, v1, route, f_route, act_time, act_kind, act_index, g
     for a in range(act_time.shape[0]):
         h = act_time[a] - t
         if h > 0.0:
-            advance(K, h, E, P, meta, x, y, r, rates_active(r))  # a bool variable: a literal False compiles _fill twice
+            advance(K, h, E, P, meta, x, y, r, rates_active(r))  # a bool variable, not a literal (one signature)
             t = act_time[a]
         if act_kind[a] == SAMPLE:
             cp = x[central] / v1
@@ -135,13 +135,14 @@ def run_subject(K, central, v1, route, f_route, act_time, act_kind, act_index, g
     return OK
 
 
-@njit(cache=True, nogil=True, parallel=True)
+@njit(cache=True, nogil=True)
 def run_batch(Ks, central, v1, route, f_route, act_time, act_kind, act_index, grid_step, levels, dose_scale,
               step_back_grade, substeps, circ0, mtt, gamma, kcirc, slope, thresholds, skip,
               doses, actions, nadir, nadir_time, worst_grade, status):
     """``run_subject`` for every subject s with ``skip[s] == 0``: Ks[s], v1[s], dose_scale[s], circ0[s],
-    mtt[s], slope[s] → doses[s], actions[s], nadir[s], nadir_time[s], worst_grade[s], status[s]."""
-    for s in prange(Ks.shape[0]):
+    mtt[s], slope[s] → doses[s], actions[s], nadir[s], nadir_time[s], worst_grade[s], status[s]. One thread:
+    callers run blocks of subjects on threads (``csfpk.threads.on_threads``)."""
+    for s in range(Ks.shape[0]):
         if skip[s] != 0:
             status[s] = NONFINITE
             continue
