@@ -328,7 +328,7 @@ def test_saturable_uptake_bad_values_and_layout():
 
 
 def test_osimertinib_160_mg_csf_level_matches_table_1():
-    """Issue 13: the shipped file gave 23.5 nM; Table 1 (BLOOM) reports 7.51 nM at 160 mg."""
+    """Issue 13: the shipped file gave 23.5 nM; Table 1 prints 7.51 nM at 160 mg (its row cites BLOOM and Nanjo)."""
     res = csfpk.simulate("osimertinib", csfpk.Regimen.every(amt=160, ii=24, n=28), t_end=672, dt=1)
     csf = res.to_frame(["csf"]).query("time_h >= 648").conc_nM.mean()
     assert csf == pytest.approx(7.51, rel=0.1)
