@@ -11,6 +11,11 @@ bounded scalar search is the whole estimation problem.
 
     python examples/tki_calibration.py            # table of every row with the shipped files
     python examples/tki_calibration.py --fit      # also re-estimate the fitted parameters (prints them)
+    python examples/tki_calibration.py --osimertinib   # the 80 vs 160 mg CSF rows: what could explain the gap
+
+A row that gives its spread as an SD and its number of patients also gets the 95 % confidence
+interval of its published mean (Student t, n − 1 degrees of freedom): a mean of three patients with an
+SD as large as the mean says little, and the table says whether the prediction lies inside it.
 
 It writes ``OUT/fold_errors.csv`` (one line per row) and ``OUT/dose_exposure_<drug>.png`` for
 erlotinib, gefitinib and osimertinib (``csfpk.plot.dose_exposure``, 28 days of daily dosing; the
@@ -156,6 +161,20 @@ def fold_error(predicted, observed):
     return max(r, 1.0 / r)
 
 
+def mean_ci95(row):
+    """95 % confidence interval (low, high) of a published mean from its SD and n (Student t with n − 1
+    degrees of freedom), or None when the row gives no SD or fewer than two patients."""
+    from scipy.stats import t as student_t
+
+    if row.get("spread_kind") != "SD" or not row.get("spread") or not row.get("n"):
+        return None
+    n, sd = int(float(row["n"])), float(row["spread"])
+    if n < 2:
+        return None
+    half = float(student_t.ppf(0.975, n - 1)) * sd / math.sqrt(n)
+    return row["value"] - half, row["value"] + half
+
+
 def table(rows=None, drugs=None, drug=None):
     """One line per row: (row, predicted, fold error); ``drug`` replaces the rows' drug files."""
     out = []
@@ -253,10 +272,61 @@ def fit_saturable_uptake(drug_name="gefitinib", rows=None):
     return {"penetration_ratio": math.exp(opt.x[0]), "uptake_half_saturation": math.exp(opt.x[1])}, opt.cost
 
 
+def _steady_state(drug, dose, dt=0.25):
+    """Day 28 of ``dose`` mg daily: (plasma Cavg nM, CSF Cavg nM, lowest and highest CSF/plasma ratio over the day)."""
+    res = csfpk.simulate(drug, Regimen.every(amt=dose, ii=24, n=28), t_end=672, dt=dt)
+    w = res.times >= 648 - 1e-9
+    t, p, c = res.times[w], res.conc("plasma")[w], res.conc("csf")[w]
+    to_nM = 1e6 / drug.molecular_weight
+    return (float(np.trapezoid(p, t)) / 24 * to_nM, float(np.trapezoid(c, t)) / 24 * to_nM,
+            float((c / p).min()), float((c / p).max()))
+
+
+def osimertinib_diagnosis(rows=None):
+    """What could make the osimertinib rows 3-fold apart (issue 13): sampling time, the study patients'
+    plasma, the basis of the ratio, saturable CSF uptake, and which study the 7.51 nM belongs to. Text."""
+    by_id = {r["row_id"]: r for r in (rows or load_rows())}
+    bloom, nanjo = by_id["osi_bloom_csf"], by_id["osi_nanjo_ratio"]
+    drug = csfpk.load_drug("osimertinib")
+    out = ["osimertinib: osi_bloom_csf (7.51 nM CSF, Table 1 prints 160 mg) against osi_nanjo_ratio (2.5 % of total "
+           "plasma at 80 mg, Nanjo 2018)"]
+    ss = {dose: _steady_state(drug, dose) for dose in (80, 160)}
+    for dose, (pl, csf, lo, hi) in ss.items():
+        out.append(f"  model, typical patient, {dose} mg daily, day 28: plasma Cavg {pl:.0f} nM, CSF Cavg {csf:.2f} nM, "
+                   f"CSF/plasma {100 * lo:.2f}-{100 * hi:.2f} % over the day")
+    ratio_fold = nanjo["value"] / ss[80][3]
+    out.append(f"  sampling time: the ratio moves {100 * (ss[80][3] / ss[80][2] - 1):.0f} % over the dosing interval, "
+               f"against the {ratio_fold:.2f}-fold gap")
+    out.append(f"  7.51 nM is {100 * bloom['value'] / ss[160][0]:.2f} % of the model plasma at 160 mg; at 2.5 % the "
+               f"patients' plasma would be {bloom['value'] / nanjo['value']:.0f} nM = "
+               f"{bloom['value'] / nanjo['value'] / ss[160][0]:.2f} x the typical 160 mg level "
+               f"({bloom['value'] / nanjo['value'] / ss[80][0]:.2f} x the 80 mg level)")
+    fu = drug.plasma.fu
+    out.append(f"  basis: 16 % of unbound (BLOOM, the file's reading) equals 2.5 % of total only if fu = "
+               f"{nanjo['value'] / drug.csf.penetration_ratio:.3f} (the file assumes {fu})")
+    strong = drug.replace(uptake_half_saturation=1e-6 * fu)  # K_u far below every unbound level: influx saturated
+    sat = {dose: _steady_state(strong, dose, dt=1.0) for dose in (80, 160)}
+    out.append(f"  saturable CSF uptake, saturated far below the 80 mg level: the ratio falls "
+               f"{(sat[80][3] / sat[160][3]):.2f}-fold from 80 to 160 mg (a Michaelis-Menten influx cannot do more than "
+               f"2-fold for a doubled concentration, and the CSF level cannot fall as the dose rises); the gap needs "
+               f"{nanjo['value'] / (bloom['value'] / ss[160][0]):.2f}-fold")
+    alt = dict(bloom, dose_mg=80.0, regimen="80@24*28")
+    r_alt, _ = fit_parameter(drug, "penetration_ratio", [alt["row_id"]], (1e-3, 1.0), rows=[alt])
+    d_alt = drug.replace(penetration_ratio=r_alt)
+    out.append(f"  if 7.51 nM were Nanjo's 80 mg level (the review's row cites both studies): penetration ratio "
+               f"{r_alt:.4f} of unbound ({100 * r_alt * fu:.2f} % of total), 7.51 nM met "
+               f"({fold_error(predict(alt, d_alt), alt['value']):.2f}x), Nanjo's 2.5 % "
+               f"{fold_error(predict(nanjo, d_alt), nanjo['value']):.2f}x under; not adopted: the primary sources "
+               f"were not read")
+    return "\n".join(out)
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--fit", action="store_true", help="re-estimate the FITS parameters (prints them; edit the drug files by hand)")
     ap.add_argument("--out", default="tki_calibration", help="folder for fold_errors.csv and the figures")
+    ap.add_argument("--osimertinib", action="store_true",
+                    help="print what could explain the gap between the osimertinib CSF rows (80 vs 160 mg)")
     args = ap.parse_args(argv)
     if args.fit:
         for drug_name in FITS:
@@ -270,15 +340,22 @@ def main(argv=None):
     import csv
 
     os.makedirs(args.out, exist_ok=True)
-    print(f"{'row':24s} {'use':5s} {'observed':>10s} {'predicted':>10s} {'unit':7s} fold error")
+    if args.osimertinib:
+        print(osimertinib_diagnosis())
+    print(f"{'row':24s} {'use':5s} {'observed':>10s} {'predicted':>10s} {'unit':7s} fold error   95 % CI of the mean")
     lines = []
     for row, p, fe in table():
         direction = "over" if p > row["value"] else "under"
+        ci = mean_ci95(row)
+        ci_text = "" if ci is None else (f"{ci[0]:.4g} to {ci[1]:.4g} "
+                                         f"({'prediction inside' if ci[0] <= p <= ci[1] else 'prediction outside'})")
         print(f"{row['row_id']:24s} {row['use']:5s} {row['value']:10.4g} {p:10.4g} {row['unit']:7s} "
-              f"{fe:.2f}x {direction}")
+              f"{fe:.2f}x {direction:5s}  {ci_text}")
         lines.append({"row_id": row["row_id"], "use": row["use"], "drug": row["drug"], "metric": row["metric"],
                       "observed": row["value"], "predicted": p, "unit": row["unit"], "fold_error": fe,
-                      "direction": direction})
+                      "direction": direction, "ci95_low": "" if ci is None else ci[0],
+                      "ci95_high": "" if ci is None else ci[1],
+                      "inside_ci95": "" if ci is None else ci[0] <= p <= ci[1]})
     with open(os.path.join(args.out, "fold_errors.csv"), "w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=list(lines[0]))
         w.writeheader()
