@@ -98,8 +98,8 @@ cisterna and cranial SAS behave as the patients' data do (one mixed cranial pool
 an Ommaya dose), while the spinal canal, whose 35 mL the 0.65-mL stroke barely moves, keeps its
 slow dispersion: ``mixing_cranial_lumbar`` 0.004 L/h, a spinal exchange time of 4 h, set from the
 blood curve of lumbar intrathecal gadobutrol, a tracer that leaves the CSF only with bulk flow
-(blood peak ~10 h; Eide 2021 JCI Insight 6:e147063). The lumbar dose thus stays in the spinal canal
-for hours, which delays the plasma peak and lengthens both lumbar phases. Tried and not kept (they
+(blood peak ~10 h; Eide 2021 JCI Insight 6:e147063; the part of that delay the CSF cannot give is the
+delayed drainage above). The lumbar dose thus stays in the spinal canal for hours, which delays the plasma peak and lengthens both lumbar phases. Tried and not kept (they
 did not improve the fit rows and the three behaviours together; numbers in params/pd/NOTES.md):
 efflux at the choroid plexus only, and a larger apparent brain tissue volume for MTX. At steady state under constant
 plasma with CL_brain_out = 0 the interstitial compartment carries no net flux, so steady-state
