@@ -322,11 +322,11 @@ def _states(drug, physiology, csf_layout):
                 f"(brain interstitial fluid, L); physiology {physiology.name!r} has none"
             )
         states.append("brain_ecf")
-    if csf_layout != "none" and physiology.has_drainage:
-        states.append("csf_drainage")
     has_depot = drug.csf is not None and drug.csf.depot_release_half_life is not None and csf_layout != "none"
     if has_depot:
         states.append("csf_depot")
+    if csf_layout != "none" and physiology.has_drainage:  # last: the NONMEM numbers of the states above stay
+        states.append("csf_drainage")
     states.append("eliminated")
     return states, has_depot
 
