@@ -73,8 +73,10 @@ of CSF in animals implies (40–48 % of cranial CSF in sheep, Boulton 1998 Am J 
 smallest φ that gives the 10-h blood peak, at the t½_d where it is reached; ``params/physiology/adult.toml``),
 before and independently of the methotrexate fit. The compartment is downstream of the CSF, so
 steady-state CSF/plasma ratios (the TKI parameterisation) and every CSF curve under a given plasma
-curve are unchanged; what changes is the plasma curve after an intrathecal dose (a slower, lower
-rise), which is what the methotrexate plasma rows (Bleyer & Dedrick 1977) show. Drug-specific efflux
+curve are unchanged; what changes is the plasma curve after an intrathecal dose (a lower peak, a
+longer tail), which is what the methotrexate plasma rows (Bleyer & Dedrick 1977) ask for. The two
+values are physiology-file keys, so ``csfpk.fit`` can estimate them (``physiology.csf.drainage_fraction``,
+``physiology.csf.drainage_half_life``) from tracer data; they are not fitted to drug data here. Drug-specific efflux
 (``CL_out``, ``CL_brain_out``: transporters into blood) is not delayed.
 
 Why this structure (issue 10). Human lumbar CSF methotrexate after an intrathecal dose falls in
@@ -99,7 +101,8 @@ an Ommaya dose), while the spinal canal, whose 35 mL the 0.65-mL stroke barely m
 slow dispersion: ``mixing_cranial_lumbar`` 0.004 L/h, a spinal exchange time of 4 h, set from the
 blood curve of lumbar intrathecal gadobutrol, a tracer that leaves the CSF only with bulk flow
 (blood peak ~10 h; Eide 2021 JCI Insight 6:e147063; the part of that delay the CSF cannot give is the
-delayed drainage above). The lumbar dose thus stays in the spinal canal for hours, which delays the plasma peak and lengthens both lumbar phases. Tried and not kept (they
+delayed drainage above). The lumbar dose thus stays in the spinal canal for hours, which delays the
+plasma peak and lengthens both lumbar phases. Tried and not kept (they
 did not improve the fit rows and the three behaviours together; numbers in params/pd/NOTES.md):
 efflux at the choroid plexus only, and a larger apparent brain tissue volume for MTX. At steady state under constant
 plasma with CL_brain_out = 0 the interstitial compartment carries no net flux, so steady-state
