@@ -55,6 +55,30 @@ drug to plasma across the blood–brain barrier (``csf.CL_brain_out``)::
     dA_isf/dt = Σ_r CL_isf,r·(C_r − C_isf) − CL_brain_out·C_isf
     dA_c/dt  += CL_brain_out·C_isf
 
+Delayed CSF drainage (physiologies with ``drainage_fraction``; every drug with a CSF layout). A share φ of
+the CSF bulk outflow leaves the absorbing region (cranial SAS; the CSF in the single layout) not through
+the arachnoid granulations straight into venous blood but along nerve sheaths and meningeal lymphatics
+into extracranial lymph, a compartment ``csf_drainage`` that reaches plasma with half-life t½_d::
+
+    dA_c/dt     −= φ·Q_bulk·C_c          (C_c → plasma now carries (1 − φ)·Q_bulk)
+    dA_drain/dt  = φ·Q_bulk·C_c − (ln2/t½_d)·A_drain
+    dA_central  += (ln2/t½_d)·A_drain
+
+Why (issue 10, third pass). A tracer that leaves the CSF only with bulk flow (gadobutrol, lumbar
+intrathecal) peaks in human blood at about 10 h (Eide 2021 JCI Insight 6:e147063, 29 reference
+patients); with direct absorption the model's blood peak is at 6.5 h (7.5 h as the spinal mixing goes
+to zero), so the human CSF-to-blood transfer has a delay downstream of the CSF, as the lymphatic outflow
+of CSF in animals implies (40–48 % of cranial CSF in sheep, Boulton 1998 Am J Physiol 274:R88;
+"predominantly" in mice, Ma 2017 Nat Commun 8:1434). φ and t½_d are set from the tracer alone (the
+smallest φ that gives the 10-h blood peak, at the t½_d where it is reached; ``params/physiology/adult.toml``),
+before and independently of the methotrexate fit. The compartment is downstream of the CSF, so
+steady-state CSF/plasma ratios (the TKI parameterisation) and every CSF curve under a given plasma
+curve are unchanged; what changes is the plasma curve after an intrathecal dose (a lower peak, a
+longer tail), which is what the methotrexate plasma rows (Bleyer & Dedrick 1977) ask for. The two
+values are physiology-file keys, so ``csfpk.fit`` can estimate them (``physiology.csf.drainage_fraction``,
+``physiology.csf.drainage_half_life``) from tracer data; they are not fitted to drug data here. Drug-specific efflux
+(``CL_out``, ``CL_brain_out``: transporters into blood) is not delayed.
+
 Why this structure (issue 10). Human lumbar CSF methotrexate after an intrathecal dose falls in
 two phases (t½ ≈ 4.5 h, then ≈ 14 h; 0.17 µM still present at 48 h) and reaches blood slowly
 (Bleyer & Dedrick 1977 Cancer Treat Rep 61:703; Bleyer 1973 N Engl J Med 289:770). Bulk flow
@@ -76,8 +100,9 @@ cisterna and cranial SAS behave as the patients' data do (one mixed cranial pool
 an Ommaya dose), while the spinal canal, whose 35 mL the 0.65-mL stroke barely moves, keeps its
 slow dispersion: ``mixing_cranial_lumbar`` 0.004 L/h, a spinal exchange time of 4 h, set from the
 blood curve of lumbar intrathecal gadobutrol, a tracer that leaves the CSF only with bulk flow
-(blood peak ~10 h; Eide 2021 JCI Insight 6:e147063). The lumbar dose thus stays in the spinal canal
-for hours, which delays the plasma peak and lengthens both lumbar phases. Tried and not kept (they
+(blood peak ~10 h; Eide 2021 JCI Insight 6:e147063; the part of that delay the CSF cannot give is the
+delayed drainage above). The lumbar dose thus stays in the spinal canal for hours, which delays the
+plasma peak and lengthens both lumbar phases. Tried and not kept (they
 did not improve the fit rows and the three behaviours together; numbers in params/pd/NOTES.md):
 efflux at the choroid plexus only, and a larger apparent brain tissue volume for MTX. At steady state under constant
 plasma with CL_brain_out = 0 the interstitial compartment carries no net flux, so steady-state
@@ -303,6 +328,8 @@ def _states(drug, physiology, csf_layout):
     has_depot = drug.csf is not None and drug.csf.depot_release_half_life is not None and csf_layout != "none"
     if has_depot:
         states.append("csf_depot")
+    if csf_layout != "none" and physiology.has_drainage:  # last: the NONMEM numbers of the states above stay
+        states.append("csf_drainage")
     states.append("eliminated")
     return states, has_depot
 
@@ -328,6 +355,23 @@ def _interstitial(add, ix, drug, physiology, vols):
             add(e, j, cl_r / v_isf)
     if drug.csf.CL_brain_out:
         add(e, ix["central"], drug.csf.CL_brain_out / v_isf)
+
+
+def _direct(physiology):
+    """Share of the CSF bulk outflow that enters venous blood directly (arachnoid granulations/villi)."""
+    return 1.0 - physiology.drainage_fraction if physiology.has_drainage else 1.0
+
+
+def _drainage(add, ix, physiology, src, k_bulk):
+    """The delayed share of the bulk outflow (module docstring): CSF state ``src`` → ``csf_drainage`` at
+    ``drainage_fraction`` × the bulk outflow rate constant ``k_bulk`` (1/h, per subject), then → plasma
+    with half-life ``drainage_half_life``."""
+    if not physiology.has_drainage:
+        return
+    d = ix["csf_drainage"]
+    if physiology.drainage_fraction > 0:
+        add(src, d, physiology.drainage_fraction * k_bulk)
+    add(d, ix["central"], math.log(2) / physiology.drainage_half_life)
 
 
 def _graph(drug, physiology, csf_layout, values):
@@ -376,7 +420,8 @@ def _graph(drug, physiology, csf_layout, values):
         else:
             cl_in, cl_out = _exchange(drug, v, qb, get("penetration_ratio"), fu)
         add(c, ix["csf"], cl_in * fu / V1)
-        add(ix["csf"], c, (cl_out + qb) / v)
+        add(ix["csf"], c, (cl_out + _direct(physiology) * qb) / v)
+        _drainage(add, ix, physiology, ix["csf"], qb / v)
         derived.update(CL_in=cl_in, CL_out=cl_out)
         if _has_interstitial(drug, csf_layout):
             _interstitial(add, ix, drug, physiology, {"csf": v})
@@ -495,9 +540,10 @@ def _regional(add, Ks, ix, drug, phys, c, V1, fu, get):
     region_ix = [ix[r] for r in REGIONS]
     vol_of = {ix[r]: vols[r] for r in REGIONS}
     V, M, C, L = region_ix
-    for a, b, q in [(V, M, qb), (M, C, (1 - s) * qb), (M, L, s * qb), (L, C, s * qb), (C, c, qb)]:
+    for a, b, q in [(V, M, qb), (M, C, (1 - s) * qb), (M, L, s * qb), (L, C, s * qb), (C, c, _direct(phys) * qb)]:
         if np.any(q > 0):
             add(a, b, q / vol_of[a])
+    _drainage(add, ix, phys, C, qb / vol_of[C])
     for a, b, q in ((C, L, get("mixing_cranial_lumbar")), (V, M, phys.mixing_ventricles_cisterna),
                     (M, C, phys.mixing_cisterna_cranial)):
         if np.any(np.asarray(q) > 0):

@@ -14,7 +14,9 @@ from .paths import file_key, resolve
 from .quantity import POSITIVE, PicklesMappings, Spec, check_value, read_document, read_entry, require_keys
 
 CSF_SPECS = {"volume": Spec("L", **POSITIVE), "bulk_flow": Spec("L/h", **POSITIVE),
-             "volume_interstitial": Spec("L", **POSITIVE)}
+             "volume_interstitial": Spec("L", **POSITIVE),
+             "drainage_fraction": Spec("1", low=0.0, high=1.0),
+             "drainage_half_life": Spec("h", **POSITIVE)}
 REGIONAL_SPECS = {
     "volume_ventricles": Spec("L", **POSITIVE),
     "volume_cisterna": Spec("L", **POSITIVE),
@@ -41,6 +43,8 @@ class Physiology(PicklesMappings):
     four regional volumes, the share of bulk flow routed through the spinal subarachnoid space
     (``spinal_fraction``) and two-way mixing clearances (L/h). ``volume_interstitial`` (L) is the
     brain interstitial fluid that exchanges with the CSF for drugs with a ``csf.CL_interstitial``.
+    ``drainage_fraction`` (share of the CSF bulk outflow) and ``drainage_half_life`` (h) define the
+    delayed outflow route (perineural/lymphatic drainage, ``csfpk.model``): given together or not at all.
     ``iiv`` maps names of ``IIV_KEYS`` to the coefficient of variation (fraction) of their
     log-normal inter-individual variability in populations (the file's ``[iiv]`` table).
     """
@@ -48,6 +52,8 @@ class Physiology(PicklesMappings):
     csf_volume: float = 0.14
     bulk_flow: float = 0.021
     volume_interstitial: float | None = None
+    drainage_fraction: float | None = None
+    drainage_half_life: float | None = None
     volume_ventricles: float | None = None
     volume_cisterna: float | None = None
     volume_cranial: float | None = None
@@ -74,8 +80,19 @@ class Physiology(PicklesMappings):
         check_value("physiology", "bulk_flow", self.bulk_flow, CSF_SPECS["bulk_flow"])
         if self.volume_interstitial is not None:
             check_value("physiology", "volume_interstitial", self.volume_interstitial, CSF_SPECS["volume_interstitial"])
+        if (self.drainage_fraction is None) != (self.drainage_half_life is None):
+            raise ParameterError("physiology drainage_fraction and drainage_half_life (the delayed CSF outflow route) "
+                                 "go together; expected both or neither")
+        for k in ("drainage_fraction", "drainage_half_life"):
+            if getattr(self, k) is not None:
+                check_value("physiology", k, getattr(self, k), CSF_SPECS[k])
         for k in ("spinal_fraction", "mixing_cranial_lumbar", "mixing_ventricles_cisterna", "mixing_cisterna_cranial"):
             check_value("physiology", k, getattr(self, k), REGIONAL_SPECS[k])
+
+    @property
+    def has_drainage(self):
+        """True when the physiology has the delayed CSF outflow route (``csf_drainage`` compartment)."""
+        return self.drainage_fraction is not None
 
     @property
     def has_regional(self):
@@ -96,7 +113,8 @@ def _load_physiology(key):
     doc, where = read_document(path, "csfpk.physiology/1", ("name", "csf"), ("body", "iiv"))
     quantities = {}
     csf = doc["csf"]
-    require_keys(f"{where} [csf]", csf, ("volume", "bulk_flow"), ("regional", "volume_interstitial"))
+    require_keys(f"{where} [csf]", csf, ("volume", "bulk_flow"),
+                 ("regional", "volume_interstitial", "drainage_fraction", "drainage_half_life"))
     values = {}
     for key in [k for k in CSF_SPECS if k in csf]:
         q = read_entry(f"{where} [csf]", key, csf[key], CSF_SPECS[key])

@@ -74,10 +74,23 @@ def single_layout_exchange(ratio, half_life, v_csf, q_bulk, fu, basis="total"):
     return cl_in, cl_out
 
 
-def two_compartment_csf_K(*, ka, CL, V1, Q, V2, fu, CL_in, CL_out, V_csf, Q_bulk):
+def two_compartment_csf_K(*, ka, CL, V1, Q, V2, fu, CL_in, CL_out, V_csf, Q_bulk, drainage_fraction=None,
+                          drainage_half_life=None):
     """Rate matrix (1/h) of depot → central ⇄ peripheral, central ⇄ csf, central → eliminated,
     written out by hand from csfpk.model's docstring; K[j, i] is the flow i → j.
-    State order: depot, central, peripheral, csf, eliminated."""
+    State order: depot, central, peripheral, csf, eliminated; with a drainage fraction φ and half-life t½
+    (the delayed CSF drainage) depot, central, peripheral, csf, csf_drainage, eliminated: csf → csf_drainage
+    at φ·Q_bulk/V_csf, csf → central at (CL_out + (1 − φ)·Q_bulk)/V_csf, csf_drainage → central at ln2/t½."""
+    if drainage_fraction is not None:
+        K6 = np.zeros((6, 6))
+        K6[np.ix_([0, 1, 2, 3, 5], [0, 1, 2, 3, 5])] = two_compartment_csf_K(
+            ka=ka, CL=CL, V1=V1, Q=Q, V2=V2, fu=fu, CL_in=CL_in, CL_out=CL_out, V_csf=V_csf, Q_bulk=Q_bulk)
+        s, r, c = 3, 4, 1
+        K6[c, s] -= drainage_fraction * Q_bulk / V_csf
+        K6[r, s] = drainage_fraction * Q_bulk / V_csf
+        K6[r, r] = -math.log(2) / drainage_half_life
+        K6[c, r] = math.log(2) / drainage_half_life
+        return K6
     d, c, p, s, e = range(5)
     K = np.zeros((5, 5))
     K[d, d] = -ka

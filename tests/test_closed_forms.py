@@ -143,6 +143,18 @@ def test_two_compartment_csf_rate_matrix_written_by_hand(basis):
     assert ss == pytest.approx(ratio if basis == "total" else ratio * pk["fu"], rel=1e-14)
 
 
+def test_two_compartment_csf_rate_matrix_with_drainage_written_by_hand():
+    """The delayed CSF drainage (csf_drainage): build_model's K equals the hand-written matrix element by element."""
+    pk = dict(ka=1.7, CL=12.0, V1=200.0, Q=20.0, V2=500.0, fu=0.05)
+    drug = Drug("hand", 400.0, PlasmaPK(**pk), CSFExchange(CL_in=0.4, CL_out=0.01))
+    phys = Physiology(csf_volume=0.14, bulk_flow=0.021, drainage_fraction=0.6, drainage_half_life=5.0)
+    model = build_model(drug, phys, "single")
+    assert model.states == ("depot", "central", "peripheral", "csf", "csf_drainage", "eliminated")
+    ref = oracles.two_compartment_csf_K(CL_in=0.4, CL_out=0.01, V_csf=0.14, Q_bulk=0.021, drainage_fraction=0.6,
+                                        drainage_half_life=5.0, **pk)
+    np.testing.assert_allclose(model.K, ref, rtol=1e-14, atol=0)
+
+
 def test_two_compartment_csf_mechanistic_rate_matrix_written_by_hand():
     pk = dict(ka=1.7, CL=12.0, V1=200.0, Q=20.0, V2=500.0, fu=0.05)
     drug = Drug("hand", 400.0, PlasmaPK(**pk), CSFExchange(CL_in=0.4, CL_out=0.01))

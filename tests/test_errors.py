@@ -141,7 +141,7 @@ def test_unknown_route_for_model():
 def test_dose_into_unknown_compartment():
     with pytest.raises(ScheduleError, match=r"cmt = 'brain' is not a compartment of this model"):
         csfpk.simulate("erlotinib", Regimen((Record(time=0, amt=10, cmt="brain"),)), t_end=24)
-    with pytest.raises(ScheduleError, match=r"cmt = 9 is not allowed; expected 1..3 \(depot, central, csf\)"):
+    with pytest.raises(ScheduleError, match=r"cmt = 9 is not allowed; expected 1..4 \(depot, central, csf, csf_drainage\)"):
         csfpk.simulate("erlotinib", Regimen((Record(time=0, amt=10, cmt=9),)), t_end=24)
 
 

@@ -27,7 +27,10 @@ def models(draw, nonlinear=False):
     csf = CSFExchange(penetration_ratio=draw(st.floats(0.001, 1.0)),
                       equilibration_half_life=draw(st.floats(0.1, 4.0)), basis=draw(st.sampled_from(["total", "unbound"])))
     layout = draw(st.sampled_from(["single", "regional"]))
-    return build_model(Drug("random", 400.0, PlasmaPK(**pk), csf), _PHYS, layout)
+    phys = _PHYS
+    if draw(st.booleans()):  # the delayed CSF drainage compartment (csf_drainage)
+        phys = _PHYS.replace(drainage_fraction=draw(st.floats(0.0, 1.0)), drainage_half_life=draw(st.floats(0.2, 48.0)))
+    return build_model(Drug("random", 400.0, PlasmaPK(**pk), csf), phys, layout)
 
 
 _PHYS = Physiology(csf_volume=0.14, bulk_flow=0.024, volume_ventricles=0.025, volume_cisterna=0.0075,

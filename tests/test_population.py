@@ -75,13 +75,15 @@ def test_vectorised_rate_matrices_match_hand_written_K_per_subject(name):
                      iiv={"CL": 0.3, "V1": 0.2, "fu": 0.2, "Q": 0.4, "V2": 0.25, "ka": 0.5})
     p = pop.sample(drug, 40, 60, PHYS)
     Ks, _, _, _ = build_rate_matrices(drug, p, PHYS)
-    assert Ks.shape == (20, 5, 5)
+    assert Ks.shape == (20, 6, 6)  # depot, central, peripheral, csf, csf_drainage, eliminated
     assert np.ptp(p["CL"]) > 0 and np.ptp(p["penetration_ratio"]) > 0 and np.ptp(p["bulk_flow"]) > 0  # subjects differ
     for i in range(20):
         v, qb = p["csf_volume"][i], p["bulk_flow"][i]  # the subject's CSF (physiology [iiv])
         cl_in, cl_out = oracles.single_layout_exchange(p["penetration_ratio"][i], t_half, v, qb, p["fu"][i], basis)
         ref = oracles.two_compartment_csf_K(ka=p["ka"][i], CL=p["CL"][i], V1=p["V1"][i], Q=p["Q"][i], V2=p["V2"][i],
-                                            fu=p["fu"][i], CL_in=cl_in, CL_out=cl_out, V_csf=v, Q_bulk=qb)
+                                            fu=p["fu"][i], CL_in=cl_in, CL_out=cl_out, V_csf=v, Q_bulk=qb,
+                                            drainage_fraction=PHYS.drainage_fraction,
+                                            drainage_half_life=PHYS.drainage_half_life)
         np.testing.assert_allclose(Ks[i], ref, rtol=1e-13, atol=1e-17)
 
 
