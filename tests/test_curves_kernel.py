@@ -119,3 +119,19 @@ def test_many_samples_at_one_time_and_a_failing_subject():
     np.testing.assert_array_equal(curves[2], curves[0])
     assert tl.n_out == 49 + 71 and want[5, 0] > 0
     np.testing.assert_allclose(curves[0, 50:], np.repeat(want[5:6], 70, axis=0), rtol=RTOL)  # rows 50…119: t = 5 h
+
+
+def test_one_compiled_signature():
+    """Python ints and numpy scalars for the scalar arguments, 4- and 7-state models: one signature. (Its
+    callees show theirs only when compiled afresh: tests/test_kernels_adaptive.py checks those in CI's
+    fresh cache.)"""
+    for layout in ("single", "regional"):
+        model = csfpk.build_model(csfpk.load_drug("erlotinib"), csf_layout=layout)
+        tl = build_timeline(model, Regimen.every(amt=150, ii=24, n=2), np.arange(0.0, 49.0))
+        out_state, f = _factors(model)
+        Ks = np.ascontiguousarray(model.K[None], dtype=np.float64)
+        for n_dyn, step in ((model.n_dynamic, 1.0), (np.int64(model.n_dynamic), np.float64(1.0))):
+            curves = np.zeros((1, tl.n_out, out_state.size))
+            exact.run_curves(Ks, n_dyn, tl.kind, tl.time, tl.cmt, tl.value, tl.aux, step, np.ones(1), out_state,
+                             f[None].copy(), curves, np.zeros(1, dtype=np.int64))
+    assert len(exact.run_curves.signatures) == 1

@@ -489,7 +489,7 @@ def curves_walk(K, n_dyn, kind, time, cmt, value, aux, grid_step, dose_scale, ou
     E, P, meta = new_stepper(K, grid_step)
     tab, pw, pairs, run = new_runs(n, n_out)
     t = 0.0
-    a = 0
+    a = out_state.shape[0] - n_out  # 0 as a value: a literal 0 would compile a Literal[int] grid_run
     n_act = kind.shape[0]
     while a < n_act:
         if kind[a] == OBS and not use_r and grid_step > 0.0:
