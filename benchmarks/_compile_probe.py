@@ -2,7 +2,7 @@
 
 ``python -m benchmarks._compile_probe TARGET`` with NUMBA_CACHE_DIR set by the caller (empty for a
 cold start, already filled for a warm one). TARGET is ``simulate`` (``import csfpk`` and one
-``csfpk.simulate`` of erlotinib 150 mg q24h × 28 d), ``exact`` (``exact.run_batch`` on two tki
+``csfpk.simulate`` of erlotinib 150 mg q24h × 28 d), ``exact`` (``exact.run_curves`` on two tki
 subjects) or ``adaptive`` (``adaptive.run_batch`` on two nonlinear subjects). Prints one JSON line.
 """
 

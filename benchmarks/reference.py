@@ -82,13 +82,13 @@ def _load_cache(w, Ks, nls):
 
 def radau_csf(w, Ks, nls, *, log=print):
     """Amount in the CSF state (S, n_out) from scipy Radau at tight tolerance (cached, see above)."""
-    from .tools import scipy_radau
+    from .tools import scipy_states
 
     ref = _load_cache(w, Ks, nls)
     if ref is not None:
         return ref
     log(f"  computing the Radau reference for {Ks.shape[0]} subject(s) of {w.name} (~20 s each; cached after)")
-    out, status = scipy_radau(w, Ks, nls, RADAU_TOL)
+    out, status = scipy_states("Radau", w, Ks, nls, RADAU_TOL)
     if np.any(status != 0):
         raise RuntimeError(f"reference Radau solution failed for workload {w.name}")
     ref = out[:, :, w.csf_index]

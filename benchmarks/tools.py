@@ -1,8 +1,11 @@
 """The tools under test: csfpk's batch kernels and the baselines a competent user would write.
 
-Every runner has the signature ``run(workload, Ks, nls, tol) -> (states, status)``: ``states``
-is float64 (S, n_out, n) amounts (mg) on the workload's output grid (row 0 at t = 0, pre-dose;
-a sample at a dose time is the pre-dose value, as in csfpk), ``status`` an int array (0 = ok).
+Every runner has the signature ``run(workload, Ks, nls, tol, out) -> (conc, status)``: ``conc`` is
+float64 (S, rows, 2), the concentrations (mg/L) of the workload's two outputs (``Workload.outputs``:
+plasma and the CSF output) on its output grid (row 0 at t = 0, pre-dose; a sample at a dose time is the
+pre-dose value, as in csfpk), written into ``out`` (the caller's array, allocated once and reused, as a
+population runner reuses a chunk's buffer), ``status`` an int array (0 = ok). csfpk-exact writes only
+those two concentrations; the other tools compute every state and convert (``_concentrations``).
 
 Baselines integrate interval by interval between doses (dose = jump in the dosed state), with
 ``t_eval`` on the output grid and the right-hand side built from the same rate matrix K::
@@ -27,16 +30,36 @@ class ToolUnavailable(Exception):
 
 
 # --------------------------------------------------------------------------- csfpk
+def _concentrations(w, states, out):
+    """out ← the workload's output concentrations (S, rows, 2) mg/L from amounts (S, rows, n) mg."""
+    F = w.factors(states.shape[0])
+    np.multiply(states[:, :, w.output_states], F[:, None, :], out=out)
+    return out
+
+
+def _out(w, S, out):
+    return np.empty((S, w.timeline.n_out, len(w.outputs))) if out is None else out
+
+
 def csfpk_exact(w, Ks, nls, tol, out=None):
+    """``exact.run_curves``: only the two concentrations, blocks of subjects on threads."""
     from csfpk._kernels import exact
+    from csfpk.threads import on_threads
 
     tl = w.timeline
     S = Ks.shape[0]
-    if out is None:
-        out = np.empty((S, tl.n_out, Ks.shape[1]))
+    out = _out(w, S, out)
     status = np.empty(S, dtype=np.int64)
-    exact.run_batch(Ks, np.int64(w.model.n_dynamic), tl.kind, tl.time, tl.cmt, tl.value, tl.aux,
-                    float(tl.grid_step), out, status)
+    F = w.factors(S)
+    dose_scale = np.ones(S)
+    states = w.output_states
+    n_dyn = np.int64(w.model.n_dynamic)
+
+    def block(a, b):
+        exact.run_curves(Ks[a:b], n_dyn, tl.kind, tl.time, tl.cmt, tl.value, tl.aux, float(tl.grid_step),
+                         dose_scale[a:b], states, F[a:b], out[a:b], status[a:b])
+
+    on_threads(block, S)
     return out, status
 
 
@@ -45,13 +68,12 @@ def _csfpk_adaptive(method, w, Ks, nls, tol, out=None):
 
     tl = w.timeline
     S = Ks.shape[0]
-    if out is None:
-        out = np.empty((S, tl.n_out, Ks.shape[1]))
+    states = np.empty((S, tl.n_out, Ks.shape[1]))
     status = np.empty(S, dtype=np.int64)
     stats = np.zeros((S, codes.N_STATS), dtype=np.int64)
     adaptive.run_batch(np.int64(method), Ks, nls, tl.kind, tl.time, tl.cmt, tl.value, float(tol["rtol"]),
-                       float(tol["atol"]), np.int64(MAX_STEPS), out, status, stats)
-    return out, status
+                       float(tol["atol"]), np.int64(MAX_STEPS), states, status, stats)
+    return _concentrations(w, states, _out(w, S, out)), status
 
 
 def csfpk_dopri5(w, Ks, nls, tol, out=None):
@@ -98,12 +120,13 @@ def _rhs_pair(K, nl):
 
 
 # --------------------------------------------------------------------------- scipy
-def _scipy_ivp(method, w, Ks, nls, tol):
+def scipy_states(method, w, Ks, nls, tol):
+    """Amounts (S, rows, n) mg from ``solve_ivp`` with ``method`` (the baselines below; the Radau reference)."""
     from scipy.integrate import solve_ivp
 
     grid = w.grid
     S, n = Ks.shape[0], Ks.shape[1]
-    out = np.zeros((S, grid.size, n))
+    states = np.zeros((S, grid.size, n))
     status = np.zeros(S, dtype=np.int64)
     implicit = method in ("LSODA", "BDF", "Radau")
     for s in range(S):
@@ -118,34 +141,38 @@ def _scipy_ivp(method, w, Ks, nls, tol):
             if sol.status != 0:
                 status[s] = 1
                 break
-            out[s, rows, :] = sol.y.T
+            states[s, rows, :] = sol.y.T
             # continue from the last output (t1 is on the grid for these workloads)
             x = sol.y[:, -1].copy()
-    return out, status
+    return states, status
 
 
-def scipy_lsoda(w, Ks, nls, tol):
-    return _scipy_ivp("LSODA", w, Ks, nls, tol)
+def scipy_lsoda(w, Ks, nls, tol, out=None):
+    states, status = scipy_states("LSODA", w, Ks, nls, tol)
+    return _concentrations(w, states, _out(w, Ks.shape[0], out)), status
 
 
-def scipy_bdf(w, Ks, nls, tol):
-    return _scipy_ivp("BDF", w, Ks, nls, tol)
+def scipy_bdf(w, Ks, nls, tol, out=None):
+    states, status = scipy_states("BDF", w, Ks, nls, tol)
+    return _concentrations(w, states, _out(w, Ks.shape[0], out)), status
 
 
-def scipy_rk45(w, Ks, nls, tol):
-    return _scipy_ivp("RK45", w, Ks, nls, tol)
+def scipy_rk45(w, Ks, nls, tol, out=None):
+    states, status = scipy_states("RK45", w, Ks, nls, tol)
+    return _concentrations(w, states, _out(w, Ks.shape[0], out)), status
 
 
-def scipy_radau(w, Ks, nls, tol):
-    return _scipy_ivp("Radau", w, Ks, nls, tol)
+def scipy_radau(w, Ks, nls, tol, out=None):
+    states, status = scipy_states("Radau", w, Ks, nls, tol)
+    return _concentrations(w, states, _out(w, Ks.shape[0], out)), status
 
 
-def scipy_odeint(w, Ks, nls, tol):
+def scipy_odeint(w, Ks, nls, tol, out=None):
     from scipy.integrate import odeint
 
     grid = w.grid
     S, n = Ks.shape[0], Ks.shape[1]
-    out = np.zeros((S, grid.size, n))
+    states = np.zeros((S, grid.size, n))
     status = np.zeros(S, dtype=np.int64)
     for s in range(S):
         f, jac = _rhs_pair(Ks[s], nls[s])
@@ -159,19 +186,19 @@ def scipy_odeint(w, Ks, nls, tol):
             if info["message"] != "Integration successful.":
                 status[s] = 1
                 break
-            out[s, rows, :] = y[1:]
+            states[s, rows, :] = y[1:]
             x = y[-1].copy()
-    return out, status
+    return _concentrations(w, states, _out(w, S, out)), status
 
 
 # --------------------------------------------------------------------------- numbalsoda
-def numbalsoda_lsoda(w, Ks, nls, tol):
+def numbalsoda_lsoda(w, Ks, nls, tol, out=None):
     if importlib.util.find_spec("numbalsoda") is None:
         raise ToolUnavailable(
             "numbalsoda is not installed: 'pip install numbalsoda' found no wheel for this platform/Python "
             "(0.3.4 is a source distribution) and building it needs a Fortran compiler (CMake: 'No "
             "CMAKE_Fortran_COMPILER could be found'), which this machine does not have")
-    return _numbalsoda_run(w, Ks, nls, tol)
+    return _numbalsoda_run(w, Ks, nls, tol, out)
 
 
 _NBL = {}
@@ -207,13 +234,13 @@ def _numbalsoda_rhs():
     return _NBL["rhs"]
 
 
-def _numbalsoda_run(w, Ks, nls, tol):
+def _numbalsoda_run(w, Ks, nls, tol, out=None):
     from numbalsoda import lsoda
 
     address = _numbalsoda_rhs()
     grid = w.grid
     S, n = Ks.shape[0], Ks.shape[1]
-    out = np.zeros((S, grid.size, n))
+    states = np.zeros((S, grid.size, n))
     status = np.zeros(S, dtype=np.int64)
     for s in range(S):
         nl = nls[s]
@@ -227,9 +254,9 @@ def _numbalsoda_run(w, Ks, nls, tol):
             if not ok:
                 status[s] = 1
                 break
-            out[s, rows, :] = y[1:]
+            states[s, rows, :] = y[1:]
             x = y[-1].copy()
-    return out, status
+    return _concentrations(w, states, _out(w, S, out)), status
 
 
 # --------------------------------------------------------------------------- libroadrunner
@@ -267,14 +294,14 @@ def _sbml(K, nl):
             '</model></sbml>')
 
 
-def roadrunner_cvode(w, Ks, nls, tol):
+def roadrunner_cvode(w, Ks, nls, tol, out=None):
     if importlib.util.find_spec("roadrunner") is None:
         raise ToolUnavailable("libroadrunner is not installed ('pip install libroadrunner' to add it)")
     import roadrunner
 
     grid = w.grid
     S, n = Ks.shape[0], Ks.shape[1]
-    out = np.zeros((S, grid.size, n))
+    states = np.zeros((S, grid.size, n))
     status = np.zeros(S, dtype=np.int64)
     # one model loaded once (the structure is shared); parameters are set per subject
     rr = roadrunner.RoadRunner(_sbml(Ks[0], nls[0]))
@@ -294,8 +321,8 @@ def roadrunner_cvode(w, Ks, nls, tol):
             for c, amt in doses:
                 rr.setValue(f"s{c}", rr.getValue(f"s{c}") + amt)
             res = rr.simulate(times=[t0] + grid[rows].tolist())
-            out[s, rows, :] = np.asarray(res)[1:, 1:]
-    return out, status
+            states[s, rows, :] = np.asarray(res)[1:, 1:]
+    return _concentrations(w, states, _out(w, S, out)), status
 
 
 TOOLS = {

@@ -75,6 +75,20 @@ class Workload:
     def csf_index(self):
         return self.model.outputs[self.csf_output][0]
 
+    @property
+    def outputs(self):
+        """The curves every tool returns: plasma and the compared CSF output (concentrations, mg/L)."""
+        return ("plasma", self.csf_output)
+
+    @property
+    def output_states(self):
+        return np.array([self.model.outputs[o][0] for o in self.outputs], dtype=np.int64)
+
+    def factors(self, n):
+        """(n, 2) mg/L per mg of the outputs of subjects 0..n-1 (scale/volume of each subject's model)."""
+        self.population(n)
+        return np.ascontiguousarray(self._cache["pop"][2][:n])
+
     def population(self, n):
         """(Ks, nls) for subjects 0..n-1; subject i is the same whatever n (one seeded stream)."""
         have = self._cache.get("pop")
@@ -86,12 +100,16 @@ class Workload:
             m0 = self.model
             Ks = np.empty((n, m0.n, m0.n))
             nls = np.empty((n, m0.nl.shape[0]))
+            F = np.empty((n, len(self.outputs)))
             for s in range(n):
                 changes = {p: getattr(typical, p) * math.exp(eta[s, j]) for j, p in enumerate(names)}
                 m = csfpk.build_model(self.drug.replace(**changes), csf_layout=self.layout)
                 Ks[s] = m.K
                 nls[s] = m.nl
-            have = (Ks, nls)
+                for o, name in enumerate(self.outputs):
+                    _, volume, scale = m.outputs[name]
+                    F[s, o] = scale / volume
+            have = (Ks, nls, F)
             self._cache["pop"] = have
         return np.ascontiguousarray(have[0][:n]), np.ascontiguousarray(have[1][:n])
 

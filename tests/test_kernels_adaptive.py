@@ -360,7 +360,9 @@ def test_every_kernel_compiles_one_signature_through_the_public_api():
 
     import csfpk
     import csfpk._kernels
+    from csfpk._kernels import exact
     from csfpk.myelosuppression import counts_along, load_myelosuppression
+    from csfpk.schedule import build_timeline
     from csfpk.simulation import solve
 
     erl, lor, mtx = (csfpk.load_drug(n) for n in ("erlotinib", "lorlatinib", "methotrexate"))
@@ -387,6 +389,10 @@ def test_every_kernel_compiles_one_signature_through_the_public_api():
                       population=csfpk.Population(n=3, seed=1, covariates={"bsa": (1.8, 0.1)}), t_end=48)
     lineage = load_myelosuppression().lineages["neutrophils"]
     counts_along([0, 1, 2, 3], [0, 1, 2, 0], lineage, 1, substeps=2)
+    model = csfpk.build_model(erl)  # the curves kernel (benchmarks' csfpk-exact), not behind a public name
+    tl = build_timeline(model, csfpk.Regimen.every(amt=150, ii=24, n=2), np.arange(0.0, 49.0))
+    exact.run_curves(model.K[None].copy(), model.n_dynamic, tl.kind, tl.time, tl.cmt, tl.value, tl.aux, 1.0,
+                     np.ones(1), np.array([1, 3]), np.ones((1, 2)), np.zeros((1, tl.n_out, 2)), np.zeros(1, dtype=np.int64))
 
     compiled = {}
     for info in pkgutil.iter_modules(csfpk._kernels.__path__):
@@ -395,7 +401,8 @@ def test_every_kernel_compiles_one_signature_through_the_public_api():
             if isinstance(obj, CPUDispatcher) and obj.__module__ == mod.__name__ and obj.signatures:
                 compiled[f"{info.name}.{name}"] = obj.signatures
     # the kernels Python calls; their callees show signatures too when compiled afresh (not loaded from cache)
-    for entry in ("exact.run_subject", "adaptive.run_subject", "batch.run_metrics", "batch.run_adaptive", "friberg.run"):
+    for entry in ("exact.run_subject", "exact.run_curves", "adaptive.run_subject", "batch.run_metrics", "batch.run_adaptive",
+                  "friberg.run"):
         assert entry in compiled, f"{entry} was not exercised"
     many = {k: v for k, v in compiled.items() if len(v) != 1}
     assert not many, many

@@ -20,10 +20,9 @@ import numpy as np
 from numba import njit, prange
 
 from .autoswitch import auto_segment
-from .codes import AUTO, BOLUS, DOPRI5, N_SWITCH, NONFINITE, OBS, OK, RATE, RESET, UNSUPPORTED
-from .dopri5 import dopri5_segment
+from .codes import (AUTO, BOLUS, DOPRI5, N_SWITCH, NONFINITE, OBS, OK, RATE, RESET, RODAS, SW_FIXED, SW_MODE,
+                    UNSUPPORTED)
 from .exact import apply_simple
-from .rosenbrock import rodas_segment
 
 
 @njit(cache=True, nogil=True)
@@ -37,7 +36,11 @@ def run_subject(method, K, nl, kind, time, cmt, value, rtol, atol, max_steps, ou
     m = kind.shape[0]
     x = np.zeros(n)
     r = np.zeros(n)
-    switch = np.zeros(N_SWITCH, dtype=np.int64)  # AUTO: Dormand–Prince first, no stiff steps counted yet
+    # every method runs through auto_segment (one integrator to compile): AUTO starts with Dormand–Prince and
+    # tests stiffness; DOPRI5 and RODAS run their method alone, bit for bit as dopri5_segment and rodas_segment
+    switch = np.zeros(N_SWITCH, dtype=np.int64)
+    switch[SW_FIXED] = 0 if method == AUTO else 1
+    switch[SW_MODE] = RODAS if method == RODAS else DOPRI5
     t = 0.0
     h = 0.0
     a = 0
@@ -62,13 +65,7 @@ def run_subject(method, K, nl, kind, time, cmt, value, rtol, atol, max_steps, ou
                 t = t_target
                 a = e
                 continue
-            if method == DOPRI5:
-                status, h = dopri5_segment(t, t_target, x, K, r, nl, rtol, atol, h, tobs, xobs, max_steps, stats)
-            elif method == AUTO:
-                status, h = auto_segment(t, t_target, x, K, r, nl, rtol, atol, h, tobs, xobs, max_steps, stats,
-                                         switch)
-            else:
-                status, h = rodas_segment(t, t_target, x, K, r, nl, rtol, atol, h, tobs, xobs, max_steps, stats)
+            status, h = auto_segment(t, t_target, x, K, r, nl, rtol, atol, h, tobs, xobs, max_steps, stats, switch)
             if status != OK:
                 return status
             for i in range(cnt):

@@ -38,7 +38,7 @@ import numpy as np
 from numba import njit
 
 from csfpk._kernels.codes import (DOPRI5, RODAS, SEGMENT_CONTINUE, STEPS_ACCEPTED, STEPS_REJECTED, STIFFNESS_SWITCH,
-                                  STIFFNESS_SWITCHES, SW_DETECT, SW_MODE, SW_NONSTIFF, SW_STIFF)
+                                  STIFFNESS_SWITCHES, SW_DETECT, SW_FIXED, SW_MODE, SW_NONSTIFF, SW_STIFF)
 from csfpk._kernels.dopri5 import STABILITY_BOUNDARY, dopri5_steps
 from csfpk._kernels.rosenbrock import rodas_steps
 from csfpk._kernels.stepping import segment_start
@@ -53,8 +53,13 @@ def auto_segment(t0, t1, x, K, r, nl, rtol, atol, h, tobs, xobs, max_steps, stat
     ``SW_*`` of ``codes``), the switching state of the subject, zero before its first segment.
 
     ``max_steps`` bounds the steps attempted in the segment by both methods together.
+
+    ``switch[SW_FIXED]`` = 1 never switches: the method ``switch[SW_MODE]`` runs alone, the steps of
+    ``dopri5_segment`` or ``rodas_segment`` bit for bit (the same calls, no stiffness test; Rodas4's
+    ``boundary`` is read only when testing). ``adaptive.run_subject`` runs every method through here, so
+    that a population run compiles one segment integrator, not three.
     """
-    switch[SW_DETECT] = 1
+    switch[SW_DETECT] = 1 - switch[SW_FIXED]
     iobs, status = segment_start(t0, t1, x, tobs, xobs)
     if status != SEGMENT_CONTINUE:
         return status, h

@@ -116,5 +116,7 @@ SW_DETECT = 0  # 1: test stiffness (and return STIFFNESS_SWITCH when the test sa
 SW_STIFF = 1  # Dormand–Prince: stiff steps counted (dopri5.f IASTI)
 SW_NONSTIFF = 2  # successive non-stiff steps (dopri5.f NONSTI; in Rodas4 the steps towards switching back)
 SW_MODE = 3  # autoswitch: the method in use, DOPRI5 (0, a new subject) or RODAS
-N_SWITCH = 4
-SWITCH = {"SW_DETECT": SW_DETECT, "SW_STIFF": SW_STIFF, "SW_NONSTIFF": SW_NONSTIFF, "SW_MODE": SW_MODE}
+SW_FIXED = 4  # autoswitch: 0 switches (a new subject); 1 runs the method SW_MODE alone (adaptive.run_subject)
+N_SWITCH = 5
+SWITCH = {"SW_DETECT": SW_DETECT, "SW_STIFF": SW_STIFF, "SW_NONSTIFF": SW_NONSTIFF, "SW_MODE": SW_MODE,
+          "SW_FIXED": SW_FIXED}

@@ -17,16 +17,17 @@ on the non-sink block (sinks accumulate without bound at steady state and are le
 
 One walk (``walk``) serves both uses: ``run_subject`` keeps the states at every output row (single
 subjects, ``csfpk.simulate``), ``batch.run_metrics`` keeps running exposure metrics and optional
-downsampled concentration curves (populations).
+downsampled concentration curves (populations). ``run_curves`` (``curves_walk``) keeps only the
+concentrations asked for, reading runs of grid samples off tables of output rows (``grid_run``).
 """
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 from .codes import (AUC, BOLUS, CAVG, CMAX, INF_PART, N_METRICS, NONFINITE, OBS, OK, PCT_ABOVE, RATE, RESET, SINGULAR,
                     SS_CONST, SS_TRAIN, TIME_ABOVE, TMAX, TROUGH)
 from .exposure import AT_TARGET_RTOL, exp_phi, gap, new_cache
-from .linalg import lu_det, lu_factor, lu_solve, norm1
+from .linalg import lu_det, lu_factor, lu_solve, matmul, norm1
 
 
 @njit(cache=True, nogil=True)
@@ -160,6 +161,167 @@ def apply_action(k, c, v, aux, K, n_dyn, x, r):
     return OK
 
 
+RUN_CAP = 64  # grid steps covered by one table of output rows (``grid_run``); longer runs go in pieces
+
+
+@njit(cache=True, nogil=True)
+def new_runs(n, n_out):
+    """Tables of ``grid_run`` for n states and n_out outputs: tab (RUN_CAP + 1, n_out, n), tab[k, o] =
+    f_o·row i_o of E(step)ᵏ; pw (3, n, n): E(step)^L of the last jump L (slot 0) and scratch; pairs
+    (2, RUN_CAP + 1): the steps k and output rows of the samples of a piece; run = [rows of tab filled
+    (0: none yet), L of pw (0: none)]."""
+    cap = RUN_CAP + 1
+    tab = np.zeros((cap, n_out, n))
+    pw = np.empty((3, n, n))
+    pairs = np.empty((2, cap), dtype=np.int64)
+    run = np.zeros(2, dtype=np.int64)
+    return tab, pw, pairs, run
+
+
+@njit(cache=True, nogil=True)
+def _copy(A, B):
+    """B ← A (element loops: slice assignment is slow to compile)."""
+    for i in range(A.shape[0]):
+        for j in range(A.shape[1]):
+            B[i, j] = A[i, j]
+
+
+@njit(cache=True, nogil=True)
+def _grid_power(E, L, pw):
+    """pw[0] ← E^L (L ≥ 1) by binary powering: pw[1] holds E^(2^j), pw[2] is scratch."""
+    first = True
+    _copy(E, pw[1])
+    while L > 0:
+        if L & 1:
+            if first:
+                _copy(pw[1], pw[0])
+                first = False
+            else:
+                matmul(pw[0], pw[1], pw[2])
+                _copy(pw[2], pw[0])
+        L >>= 1
+        if L > 0:
+            matmul(pw[1], pw[1], pw[2])
+            _copy(pw[2], pw[1])
+
+
+@njit(cache=True, nogil=True)
+def _grid_jump(E, L, pw, run, x, y):
+    """x ← E^L·x (``_grid_power``, kept for the next jump of the same length); y as scratch."""
+    n = x.shape[0]
+    if run[1] != L:
+        _grid_power(E, L, pw)
+        run[1] = L
+    for i in range(n):
+        s = 0.0
+        for j in range(n):
+            s += pw[0, i, j] * x[j]
+        y[i] = s
+    for i in range(n):
+        x[i] = y[i]
+
+
+@njit(cache=True, nogil=True)
+def _grid_rows(E, tab, pairs, npair, run, x, f, out_state, curves):
+    """Write the rows of the samples pairs[:, :npair] (steps k, rows g) of a piece: C_o = tab[k, o]·x,
+    the table grown first up to the largest k (tab[j] = tab[j − 1]·E)."""
+    n = x.shape[0]
+    n_out = out_state.shape[0]
+    if run[0] == 0:
+        for o in range(n_out):
+            tab[0, o, out_state[o]] = f[o]
+    kmax = pairs[0, npair - 1]
+    while run[0] < kmax:
+        j = run[0] + 1
+        for o in range(n_out):
+            for c in range(n):
+                s = 0.0
+                for q in range(n):
+                    s += tab[j - 1, o, q] * E[q, c]
+                tab[j, o, c] = s
+        run[0] = j
+    for p in range(npair):
+        k = pairs[0, p]
+        g = pairs[1, p]
+        for o in range(n_out):
+            s = 0.0
+            for c in range(n):
+                s += tab[k, o, c] * x[c]
+            curves[g, o] = s
+
+
+@njit(cache=True, nogil=True)
+def grid_run(K, E, P, meta, tab, pw, pairs, run, kind, time, cmt, value, dose_scale, a, t, x, y, out_state, f,
+             curves):
+    """Curves along a run of grid samples and boluses from action a, without stepping the state through each
+    sample.
+
+    With the state x0 at time t and no infusion running, the outputs k grid steps later are
+    C_o(t + k·step) = f_o·(E(step)ᵏ·x0)[i_o] = tab[k, o]·x0 with the rows f_o·(Eᵏ)[i_o, :] built once
+    per subject (up to ``RUN_CAP``): n_out·n products per output row instead of n² per grid step, and the
+    rows of a piece are independent of each other (no chain of matrix–vector products). Before a bolus, or after ``RUN_CAP`` steps, x jumps to the current time,
+    x ← E^k·x0 (binary powers of E, cached per k), and the bolus (× dose_scale) is added. A gap counts as
+    one grid step on the test ``advance`` uses (|h − step| ≤ 1e-12·max(1, step)), a zero gap as none; any
+    other gap, a bolus between grid samples, or any other action ends the run. E, P, meta are
+    ``new_stepper``'s (E(step) computed here when still missing). Returns (index of the first action not
+    taken, time of x). The rounding differs from stepping (sums in another order): ~k·n·ε relative, since
+    E ≥ 0 for a compartmental K.
+    """
+    step = meta[0]
+    tol = 1e-12 * max(1.0, step)
+    n_act = kind.shape[0]
+    if not (abs(time[a] - t - step) <= tol or time[a] == t):
+        return a, t
+    if meta[1] < 2.0:
+        exp_phi(K, step, E, P, E.shape[0] - 2)  # slot 0 as a value: a literal would compile a second exp_phi
+        meta[1] = 2.0
+    Eg = E[0]
+    k = a - a  # 0 as a value: a literal 0 would compile Literal[int] variants of _grid_jump and _grid_rows
+    tk = t
+    b = a
+    npair = k
+    rows = curves.shape[0]
+    while True:
+        end = b >= n_act
+        bolus = False
+        stepped = False
+        if not end:
+            h = time[b] - tk
+            if kind[b] == OBS:
+                stepped = h != 0.0
+                end = stepped and abs(h - step) > tol
+            elif kind[b] == BOLUS:
+                bolus = True
+                end = h != 0.0
+            else:
+                end = True
+        if end or bolus or (stepped and k == RUN_CAP) or npair == pairs.shape[1]:  # (samples at one time: full)
+            if npair > 0:
+                _grid_rows(Eg, tab, pairs, npair, run, x, f, out_state, curves)
+                npair = k - k
+            if end:
+                break
+            if k > 0:
+                _grid_jump(Eg, k, pw, run, x, y)
+                k = npair
+            if bolus:
+                x[cmt[b]] += value[b] * dose_scale
+                b += 1
+                continue
+        if stepped:
+            k += 1
+        tk = time[b]
+        g = int(value[b])
+        if g < rows:
+            pairs[0, npair] = k
+            pairs[1, npair] = g
+            npair += 1
+        b += 1
+    if k > 0:
+        _grid_jump(Eg, k, pw, run, x, y)
+    return b, tk
+
+
 @njit(cache=True, nogil=True)
 def walk(K, n_dyn, kind, time, cmt, value, aux, grid_step, dose_scale, states, out_state, f, w0, w1, trough_index,
          target, curve_stride, curves, m, exact_win):
@@ -173,7 +335,7 @@ def walk(K, n_dyn, kind, time, cmt, value, aux, grid_step, dose_scale, states, o
     * concentrations C_o = f[o]·x[out_state[o]] of n_out outputs (out_state int64[n_out], f float64[n_out];
       f = scale/volume, in the unit the caller wants, nM for the population runner), n_out = 0: none;
     * curves, float64[rows_c, n_out]: curves[g // curve_stride] ← C at every ``curve_stride``-th g
-      (curve_stride = 0 or rows_c = 0: none);
+      (curve_stride = 0 or rows_c = 0: none; curves alone: ``run_curves``, faster);
     * m, float64[n_out, N_METRICS]: running metrics over the grid samples w0 ≤ g ≤ w1 (slots in
       ``codes``; the formulas of ``csfpk.metrics``, the pure-numpy reference the tests compare with)::
 
@@ -308,8 +470,67 @@ def run_subject(K, n_dyn, kind, time, cmt, value, aux, grid_step, out):
                 no_f, zero, np.empty((0, 0)), np.empty((0, N_METRICS)), no_f)
 
 
-@njit(cache=True, nogil=True, parallel=True)
-def run_batch(Ks, n_dyn, kind, time, cmt, value, aux, grid_step, out, status):
-    """``run_subject`` for every subject s: Ks[s] → out[s], status[s] (threads over subjects)."""
-    for s in prange(Ks.shape[0]):
-        status[s] = run_subject(Ks[s], n_dyn, kind, time, cmt, value, aux, grid_step, out[s])
+@njit(cache=True, nogil=True)
+def curves_walk(K, n_dyn, kind, time, cmt, value, aux, grid_step, dose_scale, out_state, f, curves):
+    """The walk of one subject keeping only the concentrations asked for: curves[g, o] ← f[o]·x[out_state[o]]
+    at output row g (every row with g < curves.shape[0]); returns a status code as ``walk``.
+
+    Actions and gaps as ``walk`` (``apply_action``, ``advance``, doses × ``dose_scale``), but each run of
+    grid samples with no infusion running is read off tables of output rows (``grid_run``) instead of
+    stepping every state through every sample. Kept apart from ``walk`` on purpose: the tables and binary
+    powers cost ~3 s of compile (measured), which a population run computing metrics would pay for nothing.
+    """
+    n = K.shape[0]
+    n_out = out_state.shape[0]
+    x = np.zeros(n)
+    y = np.zeros(n)
+    r = np.zeros(n)
+    use_r = rates_active(r)  # False, as a value (see ``walk``)
+    E, P, meta = new_stepper(K, grid_step)
+    tab, pw, pairs, run = new_runs(n, n_out)
+    t = 0.0
+    a = out_state.shape[0] - n_out  # 0 as a value: a literal 0 would compile a Literal[int] grid_run
+    n_act = kind.shape[0]
+    while a < n_act:
+        if kind[a] == OBS and not use_r and grid_step > 0.0:
+            b, t = grid_run(K, E, P, meta, tab, pw, pairs, run, kind, time, cmt, value, dose_scale, a, t, x, y,
+                            out_state, f, curves)
+            if b > a:
+                a = b
+                continue
+        if time[a] > t:
+            advance(K, time[a] - t, E, P, meta, x, y, r, use_r)
+            t = time[a]
+        k = kind[a]
+        v = value[a]
+        if k == OBS:
+            g = int(v)
+            if g < curves.shape[0]:
+                for o in range(n_out):
+                    curves[g, o] = f[o] * x[out_state[o]]
+        else:
+            if k != RESET:
+                v = v * dose_scale
+            code = apply_action(k, cmt[a], v, aux[a], K, n_dyn, x, r)
+            if code != OK:
+                return code
+            use_r = rates_active(r)
+        a += 1
+    for i in range(n):
+        if not np.isfinite(x[i]):
+            return NONFINITE
+    return OK
+
+
+@njit(cache=True, nogil=True)
+def run_curves(Ks, n_dyn, kind, time, cmt, value, aux, grid_step, dose_scale, out_state, f, curves, status):
+    """Concentration curves of every subject s, only the outputs asked for:
+    curves[s, g, o] ← f[s, o]·x_s[out_state[o]](t_g) at every output row g of the timeline, with Ks[s] and
+    doses × dose_scale[s] (f = scale/volume in the unit the caller wants); status[s] a status code
+    (``curves_walk``). ``curves`` (S, rows, n_out) is the caller's: allocate it once and reuse it chunk
+    after chunk. One thread: callers run blocks of subjects on threads (``csfpk.threads.on_threads``;
+    ``nogil``), as ``batch.run_metrics``.
+    """
+    for s in range(Ks.shape[0]):
+        status[s] = curves_walk(Ks[s], n_dyn, kind, time, cmt, value, aux, grid_step, dose_scale[s], out_state, f[s],
+                                curves[s])
