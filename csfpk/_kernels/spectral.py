@@ -260,11 +260,14 @@ def _refine(B, j, mu, m, a, b, pa):
     ln P − ln N (same zero: P = N; a log-sum-exp of lines on either side, nearly linear where one term
     dominates each, where Newton on G itself creeps), first from a, safeguarded as ``rtsafe`` (Press et al.,
     *Numerical Recipes* 3rd ed. §9.4): bisection whenever the Newton step leaves the bracket or is not below
-    half the step before last (no oscillation), until the step is below 1e-15 of the initial bracket."""
+    half the step before last (no oscillation), until the step is below 1e-15 of the initial bracket.
+    When ``pa`` comes from a slope (``_starts_nonnegative``: level at rounding at a), values within 1e-12 of
+    the bracket from a are rounding noise: they count as ``pa``, and Newton does not start from a."""
     tol = 1e-15 * (b - a)
-    _, lg, d = _eval(B, j, mu, m, a)
+    near = a + 1e-12 * (b - a)
+    g, lg, d = _eval(B, j, mu, m, a)
     step = lg / d if d != 0.0 else np.nan
-    if a < a - step < b:  # False for NaN
+    if (g >= 0.0) == pa and a < a - step < b:  # False for NaN
         t = a - step
     else:
         t = 0.5 * (a + b)
@@ -272,7 +275,7 @@ def _refine(B, j, mu, m, a, b, pa):
     dx_old = dx
     for _ in range(ITERATIONS):
         g, lg, d = _eval(B, j, mu, m, t)
-        if (g >= 0.0) == pa:
+        if (g >= 0.0) == pa or t <= near:
             a = t
         else:
             b = t
@@ -350,9 +353,9 @@ def _pieces(a, mu, m, h, B, brk):
 @njit(cache=True, nogil=True)
 def _terms(c, lam, nd, scale, const, e, a, mu):
     """The exponential sum const + Σ c_k·scale_k·e^{λ_k τ} (scale = λ for C′, ones for C) as terms a, μ: ascending
-    distinct exponents (equal eigenvalues, e.g. two compartments with the same rates, are one term: the
-    Rolle recursion and Laguerre's rule need distinct exponents; within 1e-12 relative they are merged, which
-    moves C by < 1e-12·|λ|·τ of the term), the constant with exponent 0 last, the negligible terms dropped
+    distinct exponents (equal eigenvalues, e.g. two compartments with the same rates, are one term: a Rolle level
+    would give the second a factor μ_k − μ_j ≈ 0 and Laguerre's count a spurious sign change, correct but one
+    level more; within 1e-12 relative they are merged, which moves C by < 1e-12·|λ|·τ of the term), the constant with exponent 0 last, the negligible terms dropped
     (module docstring; e = e^{λh}). Returns the number of terms kept."""
     m = 0
     total = abs(const)
