@@ -321,7 +321,7 @@ def _pieces(a, mu, m, h, B, brk):
     returns nb. Uses brk[1] as scratch."""
     for k in range(m):
         B[0, k] = a[k]
-    start = 0  # the first level with at most one zero in τ > 0 (``_changes``)
+    start = m * 0  # the first level with ≤ 1 zero in τ > 0 (``_changes``); a value: a literal 0 adds a signature
     while start < m - 1 and _changes(B, start, m) > 1:
         for k in range(start + 1, m):
             B[start + 1, k] = B[start, k] * (mu[k] - mu[start])
@@ -409,6 +409,7 @@ def gap(K, lam, V, W, n_dyn, t_start, h, x, r, use_r, out_state, f, level, m, ve
     turns = brk[2]  # the zeros of C′ of the last output searched (state ``cached``): outputs of one state share them
     cached = -1
     n_turns = 0
+    top = nd * 0  # level 0 as a value: a literal 0 would compile second signatures of _eval, _refine, …
     _modes(lam, V, W, nd, x, r, use_r, xs, alpha)
     _exps(lam, nd, h, e, p)
     for o in range(out_state.shape[0]):
@@ -444,12 +445,12 @@ def gap(K, lam, V, W, n_dyn, t_start, h, x, r, use_r, out_state, f, level, m, ve
             n_turns = 0
             nt = _terms(c, lam, nd, lam, 0.0, e, a, mu)
             nb = _pieces(a, mu, nt, h, B, brk)
-            pa = _starts_nonnegative(B, 0, mu, nt)
+            pa = _starts_nonnegative(B, top, mu, nt)
             for q in range(1, nb):
-                g, _, _ = _eval(B, 0, mu, nt, brk[0, q])
+                g, _, _ = _eval(B, top, mu, nt, brk[0, q])
                 pb = g >= 0.0
                 if pa != pb:
-                    turns[n_turns] = _refine(B, 0, mu, nt, brk[0, q - 1], brk[0, q], pa)
+                    turns[n_turns] = _refine(B, top, mu, nt, brk[0, q - 1], brk[0, q], pa)
                     n_turns += 1
                 pa = pb
             cached = i
@@ -474,7 +475,7 @@ def gap(K, lam, V, W, n_dyn, t_start, h, x, r, use_r, out_state, f, level, m, ve
                         for k in range(nt):
                             B[0, k] = a[k]
                         ready = True
-                    root = _refine(B, 0, mu, nt, ta, tb, pa)
+                    root = _refine(B, top, mu, nt, ta, tb, pa)
                     above += root - ta if pa else tb - root
             ta = tb
             ca = cb
