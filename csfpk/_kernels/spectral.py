@@ -88,7 +88,8 @@ def new_workspace(n_dyn):
     vec = np.empty((8, m))
     vec[2, n_dyn] = -1.0  # the gap length whose exponentials vec[2], vec[3] hold (none yet)
     vec[7] = 1.0
-    return np.empty(n_dyn), np.empty((n_dyn, n_dyn)), np.empty((n_dyn, n_dyn)), vec, np.empty((m, m)), np.empty((3, m + 2))
+    return (np.empty(n_dyn), np.empty((n_dyn, n_dyn)), np.empty((n_dyn, n_dyn)), vec, np.empty((m, m)),
+            np.empty((3, m + 2)))
 
 
 @njit(cache=True, nogil=True)
@@ -355,7 +356,8 @@ def _terms(c, lam, nd, scale, const, e, a, mu):
     """The exponential sum const + Σ c_k·scale_k·e^{λ_k τ} (scale = λ for C′, ones for C) as terms a, μ: ascending
     distinct exponents (equal eigenvalues, e.g. two compartments with the same rates, are one term: a Rolle level
     would give the second a factor μ_k − μ_j ≈ 0 and Laguerre's count a spurious sign change, correct but one
-    level more; within 1e-12 relative they are merged, which moves C by < 1e-12·|λ|·τ of the term), the constant with exponent 0 last, the negligible terms dropped
+    level more; within 1e-12 relative they are merged, which moves C by < 1e-12·|λ|·τ of the term), the
+    constant with exponent 0 last, the negligible terms dropped
     (module docstring; e = e^{λh}). Returns the number of terms kept."""
     m = 0
     total = abs(const)
