@@ -9,7 +9,8 @@ output-grid sample the concentrations of the outputs
 update running metrics (formulas in ``exact.walk``; slots in ``codes``), so no concentration–time
 array is stored (memory per subject is a few vectors). Optionally every ``curve_stride``-th grid
 sample is written to ``curves[s]``. With ``exact_win`` = (t0, t1, t_trough) (float64[3]) the metrics are
-the exact grid-free ones of ``exposure.gap`` over [t0, t1] instead of the grid's (float64[0]).
+the exact grid-free ones over [t0, t1] instead of the grid's (float64[0]): ``spectral.gap`` (eigen-decomposition
+of Ks[s]) where ``spectral.decompose`` accepts Ks[s], else ``exposure.gap`` (``exact.walk``).
 
 Nonlinear models (``run_adaptive``): each subject runs the adaptive driver of single simulations
 (``adaptive.run_subject``) with its own K, nonlinear terms ``nl`` and dose scale, and keeps its states

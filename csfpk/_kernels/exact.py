@@ -28,6 +28,10 @@ from .codes import (AUC, BOLUS, CAVG, CMAX, INF_PART, N_METRICS, NONFINITE, OBS,
                     SS_CONST, SS_TRAIN, TIME_ABOVE, TMAX, TROUGH)
 from .exposure import AT_TARGET_RTOL, exp_phi, gap, new_cache
 from .linalg import lu_det, lu_factor, lu_solve, matmul, norm1
+from .spectral import advance as spectral_advance
+from .spectral import decompose
+from .spectral import gap as spectral_gap
+from .spectral import new_workspace
 
 
 @njit(cache=True, nogil=True)
@@ -346,11 +350,14 @@ def walk(K, n_dyn, kind, time, cmt, value, aux, grid_step, dose_scale, states, o
 
       w1 < w0 keeps no metrics. No concentration–time array is needed for metrics.
     * exact_win, float64[3] = (t0, t1, t_trough) h instead of float64[0]: the metrics in m are the
-      exact, grid-free ones over [t0, t1] (``exposure.gap`` on every inter-event gap inside the
-      window, gaps split at t0 and t1; ``csfpk.metrics`` defines them): Cmax the supremum, Tmax the
-      first time it is reached, AUC the integral, time above the measure of C ≥ T, trough the exact
-      value at t_trough reached before any action at that time (the pre-dose value). The grid
-      samples then only feed ``states`` and ``curves``; w0, w1, trough_index are ignored.
+      exact, grid-free ones over [t0, t1] (on every inter-event gap inside the window, gaps split at
+      t0 and t1; ``csfpk.metrics`` defines them): Cmax the supremum, Tmax the first time it is
+      reached, AUC the integral, time above the measure of C ≥ T, trough the exact value at t_trough
+      reached before any action at that time (the pre-dose value). The grid samples then only feed
+      ``states`` and ``curves``; w0, w1, trough_index are ignored. The gaps are computed from the
+      eigen-decomposition of K (``spectral.gap``; ``spectral.advance`` outside the window) when
+      ``spectral.decompose`` accepts K, else by the certificate walk (``exposure.gap``). A fourth
+      entry exact_win[3] = 1 forces the certificate walk (tests and benchmarks compare the two).
 
     Returns a status code (``codes``): OK, SINGULAR (a steady state does not exist) or NONFINITE.
     """
@@ -378,7 +385,10 @@ def walk(K, n_dyn, kind, time, cmt, value, aux, grid_step, dose_scale, states, o
     t_trough = exact_win[2] if exact else 0.0
     trough_done = not exact
     knorm = norm1(K)
-    cE, cP, cQ, keys, kry, work, bnd = new_cache(K, n if exact else 0)
+    lam, V, W, vec, B, brk = new_workspace(n_dyn if exact else 0)
+    spec = exact and not (exact_win.shape[0] > 3 and exact_win[3] == 1.0) and decompose(K, n_dyn, out_state, lam, V,
+                                                                                        W)
+    cE, cP, cQ, keys, kry, work, bnd = new_cache(K, n if (exact and not spec) else 0)
     level = np.empty(n_out)
     for o in range(n_out):
         level[o] = target[o] * (1.0 - AT_TARGET_RTOL)
@@ -390,14 +400,24 @@ def walk(K, n_dyn, kind, time, cmt, value, aux, grid_step, dose_scale, states, o
             else:
                 if t < t0:  # before the window
                     te = min(t0, t_next)
-                    advance(K, te - t, E, P, meta, x, y, r, use_r)
+                    if spec:
+                        spectral_advance(K, lam, V, W, n_dyn, te - t, x, r, use_r, vec)
+                    else:
+                        advance(K, te - t, E, P, meta, x, y, r, use_r)
                     t = te
                 if t < t_next and t < t1:  # inside the window
                     te = min(t1, t_next)
-                    gap(K, knorm, t, te - t, x, r, use_r, out_state, f, level, m, cE, cP, cQ, keys, kry, work, bnd)
+                    if spec:
+                        spectral_gap(K, lam, V, W, n_dyn, t, te - t, x, r, use_r, out_state, f, level, m, vec, B, brk)
+                    else:
+                        gap(K, knorm, t, te - t, x, r, use_r, out_state, f, level, m, cE, cP, cQ, keys, kry, work,
+                            bnd)
                     t = te
                 if t < t_next:  # after the window
-                    advance(K, t_next - t, E, P, meta, x, y, r, use_r)
+                    if spec:
+                        spectral_advance(K, lam, V, W, n_dyn, t_next - t, x, r, use_r, vec)
+                    else:
+                        advance(K, t_next - t, E, P, meta, x, y, r, use_r)
             t = t_next
         if not trough_done and t >= t_trough:
             for o in range(n_out):

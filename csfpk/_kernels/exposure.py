@@ -39,13 +39,13 @@ Method (``gap``)
    (C′ and C″ both vanishing at a point), that shortest sub-step is sampled at ``SAMPLES`` points
    instead; features hidden there are below ~B₃·w³ (w ≈ 2e-8/‖K‖₁).
 
-Why this and not an eigen-decomposition of K: the compartment graphs shipped include transit
-chains (equal transfer rates: K has a Jordan block and no eigenvector basis), depot and elimination
-rates that coincide in a population draw (ka = k, the classic flip-flop degeneracy), and cycles
-(plasma ⇄ CSF with bulk flow; regional CSF circulation) with possibly complex eigenvalues. An
-eigen-basis is singular or ill-conditioned exactly there. The propagator + Taylor route uses only the
-exact exponential (robust for any K, defective or not) and products with K, so one code serves every
-graph.
+Role: the fallback of ``spectral.gap`` (the eigen-decomposition of K, used by ``exact.walk`` wherever it
+applies): the compartment graphs shipped include transit chains (equal transfer rates: K has a Jordan
+block and no eigenvector basis), depot and elimination rates that coincide in a population draw (ka = k,
+the classic flip-flop degeneracy), and cycles with possibly complex eigenvalues. An eigen-basis is
+singular or ill-conditioned exactly there. The propagator + Taylor route uses only the exact exponential
+(robust for any K, defective or not) and products with K, so it serves every graph; its cost grows with
+‖K‖₁ (sub-steps ‖K‖₁·w ≤ 1 around every feature), which is why it is not the first choice.
 
 Measured (erlotinib 150 mg qd, 28 days, metrics only, shared 2-core machine): the first version cut
 every gap into equal sub-steps ‖K‖₁·δ ≤ 1 (~53 per 24 h gap, ~1 500 per subject over 28 days at the
