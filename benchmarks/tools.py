@@ -147,24 +147,12 @@ def scipy_states(method, w, Ks, nls, tol):
     return states, status
 
 
-def scipy_lsoda(w, Ks, nls, tol, out=None):
-    states, status = scipy_states("LSODA", w, Ks, nls, tol)
-    return _concentrations(w, states, _out(w, Ks.shape[0], out)), status
-
-
-def scipy_bdf(w, Ks, nls, tol, out=None):
-    states, status = scipy_states("BDF", w, Ks, nls, tol)
-    return _concentrations(w, states, _out(w, Ks.shape[0], out)), status
-
-
-def scipy_rk45(w, Ks, nls, tol, out=None):
-    states, status = scipy_states("RK45", w, Ks, nls, tol)
-    return _concentrations(w, states, _out(w, Ks.shape[0], out)), status
-
-
-def scipy_radau(w, Ks, nls, tol, out=None):
-    states, status = scipy_states("Radau", w, Ks, nls, tol)
-    return _concentrations(w, states, _out(w, Ks.shape[0], out)), status
+def scipy_ivp(method):
+    """Runner of ``scipy.integrate.solve_ivp`` with ``method`` (LSODA, BDF, RK45, Radau)."""
+    def run(w, Ks, nls, tol, out=None):
+        states, status = scipy_states(method, w, Ks, nls, tol)
+        return _concentrations(w, states, _out(w, Ks.shape[0], out)), status
+    return run
 
 
 def scipy_odeint(w, Ks, nls, tol, out=None):
@@ -330,9 +318,9 @@ TOOLS = {
     "csfpk-dopri5": csfpk_dopri5,
     "csfpk-rodas": csfpk_rodas,
     "csfpk-auto": csfpk_auto,
-    "scipy-LSODA": scipy_lsoda,
-    "scipy-BDF": scipy_bdf,
-    "scipy-RK45": scipy_rk45,
+    "scipy-LSODA": scipy_ivp("LSODA"),
+    "scipy-BDF": scipy_ivp("BDF"),
+    "scipy-RK45": scipy_ivp("RK45"),
     "scipy-odeint": scipy_odeint,
     "numbalsoda": numbalsoda_lsoda,
     "roadrunner": roadrunner_cvode,

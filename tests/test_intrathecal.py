@@ -30,6 +30,19 @@ def auc(res, name):
     return np.trapezoid(res.conc(name), res.times)
 
 
+def assert_two_states_follow(model, k, names):
+    """12 mg by lumbar puncture at t = 0: the states ``names`` follow expm(k·t)·[12, 0] (k a hand-written 2×2
+    rate matrix of an autonomous block) at five times, to 1e-9 relative."""
+    from scipy.linalg import expm
+
+    times = np.array([0.5, 3.0, 12.0, 48.0, 120.0])
+    out, _, _ = solve(model, Regimen.every(12, 24, 1, route="it_lumbar"), times)
+    ix = [model.states.index(n) for n in names]
+    for t, row in zip(times, out):
+        want = expm(k * t) @ np.array([12.0, 0.0])
+        assert row[ix] == pytest.approx(want, rel=1e-9, abs=1e-14)
+
+
 # ---------------------------------------------------------------- mass balance, agreement
 @settings(max_examples=20, deadline=None)
 @given(st.sampled_from(IT_DRUGS), st.sampled_from(["it_lumbar", "it_ventricular"]), st.floats(1.0, 60.0),
@@ -259,19 +272,12 @@ def test_example_runs(tmp_path):
 def test_interstitial_exchange_matches_the_two_state_closed_form():
     """Single layout, no influx from plasma: CSF and brain ECF form an autonomous 2-state block whose
     exact solution is scipy's expm of the 2×2 rate matrix written from the module docstring."""
-    from scipy.linalg import expm
-
     phys = csfpk.load_physiology("adult")
     drug = csfpk.load_drug("methotrexate").replace(CL_in=0.0, CL_out=0.01, CL_interstitial=0.02, CL_brain_out=0.005)
     model = csfpk.build_model(drug, phys, "single")
     vc, vi, qb = phys.csf_volume, phys.volume_interstitial, phys.bulk_flow
     k = np.array([[-(qb + 0.01 + 0.02) / vc, 0.02 / vi], [0.02 / vc, -(0.02 + 0.005) / vi]])
-    times = np.array([0.5, 3.0, 12.0, 48.0, 120.0])
-    out, _, _ = solve(model, Regimen.every(12, 24, 1, route="it_lumbar"), times)
-    ic, ie = model.states.index("csf"), model.states.index("brain_ecf")
-    for t, row in zip(times, out):
-        want = expm(k * t) @ np.array([12.0, 0.0])
-        assert row[[ic, ie]] == pytest.approx(want, rel=1e-9, abs=1e-14)
+    assert_two_states_follow(model, k, ("csf", "brain_ecf"))
 
 
 @pytest.mark.parametrize("name", ["erlotinib", "osimertinib"])
@@ -430,19 +436,12 @@ def test_drainage_matches_the_closed_form():
     """Single layout, no influx from plasma: the CSF and the drainage compartment form an autonomous 2-state
     block (CSF → drainage at φ·Q_bulk/V, → plasma directly at (CL_out + (1 − φ)·Q_bulk)/V; drainage → plasma
     at ln2/t½_d) whose exact solution is scipy's expm of the 2×2 matrix written from the module docstring."""
-    from scipy.linalg import expm
-
     phys = csfpk.load_physiology("adult").replace(drainage_fraction=0.6, drainage_half_life=5.0)
     drug = csfpk.load_drug("methotrexate").replace(CL_in=0.0, CL_out=0.01, CL_interstitial=None, CL_brain_out=None)
     model = csfpk.build_model(drug, phys, "single")
     vc, qb, kd = phys.csf_volume, phys.bulk_flow, math.log(2) / 5.0
     k = np.array([[-(qb + 0.01) / vc, 0.0], [0.6 * qb / vc, -kd]])
-    times = np.array([0.5, 3.0, 12.0, 48.0, 120.0])
-    out, _, _ = solve(model, Regimen.every(12, 24, 1, route="it_lumbar"), times)
-    ic, idr = model.states.index("csf"), model.states.index("csf_drainage")
-    for t, row in zip(times, out):
-        want = expm(k * t) @ np.array([12.0, 0.0])
-        assert row[[ic, idr]] == pytest.approx(want, rel=1e-9, abs=1e-14)
+    assert_two_states_follow(model, k, ("csf", "csf_drainage"))
 
 
 @pytest.mark.parametrize("name", ["erlotinib", "osimertinib"])
