@@ -541,7 +541,7 @@ def _run_to_folder(scenarios, records, preps, out, chunk, curves, client, overwr
             writer.write_chunk(recs[s.id], i, a, b, chunk.frame, chunk.curves, chunk.doses)
 
         _execute(todo, preps, curves, store, client, progress)
-        summary, bands = _summaries(scenarios, preps, curves, lambda s: writer.read_metrics(recs[s.id]),
+        summary, bands = _summaries(scenarios, preps, curves, lambda s, cols: writer.read_metrics(recs[s.id], cols),
                                     lambda s: writer.read_curves(recs[s.id]))
         with atomic_path(writer.summary_path(SUMMARY)) as tmp:
             summary.to_csv(tmp, index=False)
@@ -573,7 +573,7 @@ def _run_in_memory(scenarios, records, preps, chunk, curves, client, progress):
     todo = [(s, i, a, b) for s in scenarios for i, a, b in chunk_plan(s.population.n, chunk)]
     _execute(todo, preps, curves, store, client, progress)
     kept = {s.id: pd.concat([frames[s.id][i] for i in sorted(frames[s.id])], ignore_index=True) for s in scenarios}
-    summary, bands = _summaries(scenarios, preps, curves, lambda s: kept[s.id],
+    summary, bands = _summaries(scenarios, preps, curves, lambda s, cols: kept[s.id],
                                 lambda s: np.concatenate([curve_parts[s.id][i] for i in sorted(curve_parts[s.id])]))
     timelines = {r["key"]: pd.concat([dose_parts[s.id][i] for i in sorted(dose_parts[s.id])], ignore_index=True)
                  for s, r in zip(scenarios, records) if dose_parts[s.id]}
@@ -683,13 +683,15 @@ def _summaries(scenarios, preps, curves, frame_of, curves_of):
 
     Each metric column gets its median, 5th and 95th percentile and the value of the typical subject
     (``typical_scenario``, same regimen and window); the row names its window, target and ranges.
+    ``frame_of(s, columns)`` gives the frame (only ``columns`` are needed; None: all of them).
     """
     import pandas as pd
 
     rows, bands = [], []
     for s in scenarios:
         prep = preps[s.id]
-        df = frame_of(s)
+        # an exposure summary reads only status and the metric columns (a run folder's parameters stay on disk)
+        df = frame_of(s, None if isinstance(prep, _EscalationPrepared) else ["status"] + metric_columns(prep))
         typ, _ = run_chunk(typical_scenario(s), 0, 1, False, prep)
         if isinstance(prep, _EscalationPrepared):
             rows.append({"scenario": s.id, "drug": s.drug.name, "regimen": s.regimen_name,
