@@ -537,11 +537,16 @@ def _run_to_folder(scenarios, records, preps, out, chunk, curves, client, overwr
             done = writer.done_chunks(recs[s.id])
             todo += [(s, i, a, b) for i, a, b in chunk_plan(s.population.n, writer.chunk) if i not in done]
 
+        written = {s.id: {} for s in scenarios}  # this session's chunks (Arrow, summary columns): not read back
+
         def store(s, i, a, b, chunk):
-            writer.write_chunk(recs[s.id], i, a, b, chunk.frame, chunk.curves, chunk.doses)
+            table = writer.write_chunk(recs[s.id], i, a, b, chunk.frame, chunk.curves, chunk.doses)
+            cols = _summary_columns(preps[s.id])
+            written[s.id][i] = table if cols is None else table.select(cols)
 
         _execute(todo, preps, curves, store, client, progress)
-        summary, bands = _summaries(scenarios, preps, curves, lambda s, cols: writer.read_metrics(recs[s.id], cols),
+        summary, bands = _summaries(scenarios, preps, curves,
+                                    lambda s, cols: writer.read_metrics(recs[s.id], cols, written[s.id]),
                                     lambda s: writer.read_curves(recs[s.id]))
         with atomic_path(writer.summary_path(SUMMARY)) as tmp:
             summary.to_csv(tmp, index=False)
@@ -678,6 +683,11 @@ def _failures(status):
     return ", ".join(f"{Status(int(c)).name} {int(k)}" for c, k in zip(codes, counts))
 
 
+def _summary_columns(prep):
+    """The per-subject columns a summary reads: status and the metric columns (None: all, for escalation rows)."""
+    return None if isinstance(prep, _EscalationPrepared) else ["status"] + metric_columns(prep)
+
+
 def _summaries(scenarios, preps, curves, frame_of, curves_of):
     """Summary (one row per scenario) and curve bands, from each scenario's per-subject frame.
 
@@ -690,8 +700,7 @@ def _summaries(scenarios, preps, curves, frame_of, curves_of):
     rows, bands = [], []
     for s in scenarios:
         prep = preps[s.id]
-        # an exposure summary reads only status and the metric columns (a run folder's parameters stay on disk)
-        df = frame_of(s, None if isinstance(prep, _EscalationPrepared) else ["status"] + metric_columns(prep))
+        df = frame_of(s, _summary_columns(prep))
         typ, _ = run_chunk(typical_scenario(s), 0, 1, False, prep)
         if isinstance(prep, _EscalationPrepared):
             rows.append({"scenario": s.id, "drug": s.drug.name, "regimen": s.regimen_name,
