@@ -28,6 +28,7 @@ shared file system. The numbers are identical either way.
 
 import dataclasses
 import math
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -590,12 +591,42 @@ def _execute(todo, preps, curves, store, client, progress):
     bar = Progress(sum(b - a for _, _, a, b in todo), enabled=progress)
     if client is not None:
         _run_dask(todo, curves, store, client, bar)
+    elif all(getattr(preps[s.id], "solver", None) == "exact" for s, _, _, _ in todo):
+        _run_ahead(todo, preps, curves, store, bar)
     else:
         for s, i, a, b in todo:
             chunk = simulate_chunk(s, a, b, curves, preps[s.id])
             store(s, i, a, b, chunk)
             bar.update(len(chunk.frame))
     bar.close()
+
+
+def _run_ahead(todo, preps, curves, store, bar):
+    """Chunks of the exact solver, each simulated on a helper thread while this thread stores the one before.
+
+    The kernel's threads would otherwise wait for the Parquet write, the checksum and the sidecar of each
+    chunk. Chunks are still simulated one after the other and stored in order, here (where Ctrl-C and SIGTERM
+    arrive): a stop keeps every finished chunk and waits at most for the chunk being simulated, a fraction
+    of a second for this solver (the adaptive solvers and escalation scenarios, whose chunks can take
+    minutes, run in line).
+    """
+    import numba
+
+    # numba's thread count is per thread: the helper uses the caller's
+    with ThreadPoolExecutor(1, thread_name_prefix="csfpk-chunk", initializer=numba.set_num_threads,
+                            initargs=(numba.get_num_threads(),)) as ahead:
+        def submit(k):  # chunk k on the helper thread (None past the last)
+            if k == len(todo):
+                return None
+            s, _, a, b = todo[k]
+            return ahead.submit(simulate_chunk, s, a, b, curves, preps[s.id])
+
+        nxt = submit(0)
+        for k, (s, i, a, b) in enumerate(todo):
+            chunk = nxt.result()
+            nxt = submit(k + 1)
+            store(s, i, a, b, chunk)
+            bar.update(len(chunk.frame))
 
 
 def _connect(scheduler):
