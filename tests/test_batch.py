@@ -59,6 +59,13 @@ def test_chunks_run_on_the_callers_thread_count_and_are_stored_in_order(one_thre
     assert order == [(k, i) for k in keys for i in range(5)]
 
 
+def test_run_folder_summary_equals_the_in_memory_one(tmp_path):
+    folder = run(scenarios(40), tmp_path / "run", chunk=7, progress=False).summary
+    memory = run(scenarios(40), chunk=1000, progress=False).summary
+    assert folder.csf_cmax_ss_median.notna().all() and (folder.n == 40).all()
+    pd.testing.assert_frame_equal(folder, memory, check_exact=True)
+
+
 def test_dose_per_m2_scales_with_bsa():
     df = run(scenarios(50), progress=False).metrics
     a = df[df.regimen == "80 qd"].reset_index()
