@@ -28,6 +28,7 @@ shared file system. The numbers are identical either way.
 
 import dataclasses
 import math
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -537,11 +538,16 @@ def _run_to_folder(scenarios, records, preps, out, chunk, curves, client, overwr
             done = writer.done_chunks(recs[s.id])
             todo += [(s, i, a, b) for i, a, b in chunk_plan(s.population.n, writer.chunk) if i not in done]
 
+        written = {s.id: {} for s in scenarios}  # this session's chunks (Arrow, summary columns): not read back
+
         def store(s, i, a, b, chunk):
-            writer.write_chunk(recs[s.id], i, a, b, chunk.frame, chunk.curves, chunk.doses)
+            table = writer.write_chunk(recs[s.id], i, a, b, chunk.frame, chunk.curves, chunk.doses)
+            cols = _summary_columns(preps[s.id])
+            written[s.id][i] = table if cols is None else table.select(cols)
 
         _execute(todo, preps, curves, store, client, progress)
-        summary, bands = _summaries(scenarios, preps, curves, lambda s: writer.read_metrics(recs[s.id]),
+        summary, bands = _summaries(scenarios, preps, curves,
+                                    lambda s, cols: writer.read_metrics(recs[s.id], cols, written[s.id]),
                                     lambda s: writer.read_curves(recs[s.id]))
         with atomic_path(writer.summary_path(SUMMARY)) as tmp:
             summary.to_csv(tmp, index=False)
@@ -573,7 +579,7 @@ def _run_in_memory(scenarios, records, preps, chunk, curves, client, progress):
     todo = [(s, i, a, b) for s in scenarios for i, a, b in chunk_plan(s.population.n, chunk)]
     _execute(todo, preps, curves, store, client, progress)
     kept = {s.id: pd.concat([frames[s.id][i] for i in sorted(frames[s.id])], ignore_index=True) for s in scenarios}
-    summary, bands = _summaries(scenarios, preps, curves, lambda s: kept[s.id],
+    summary, bands = _summaries(scenarios, preps, curves, lambda s, cols: kept[s.id],
                                 lambda s: np.concatenate([curve_parts[s.id][i] for i in sorted(curve_parts[s.id])]))
     timelines = {r["key"]: pd.concat([dose_parts[s.id][i] for i in sorted(dose_parts[s.id])], ignore_index=True)
                  for s, r in zip(scenarios, records) if dose_parts[s.id]}
@@ -585,12 +591,42 @@ def _execute(todo, preps, curves, store, client, progress):
     bar = Progress(sum(b - a for _, _, a, b in todo), enabled=progress)
     if client is not None:
         _run_dask(todo, curves, store, client, bar)
+    elif all(getattr(preps[s.id], "solver", None) == "exact" for s, _, _, _ in todo):
+        _run_ahead(todo, preps, curves, store, bar)
     else:
         for s, i, a, b in todo:
             chunk = simulate_chunk(s, a, b, curves, preps[s.id])
             store(s, i, a, b, chunk)
             bar.update(len(chunk.frame))
     bar.close()
+
+
+def _run_ahead(todo, preps, curves, store, bar):
+    """Chunks of the exact solver, each simulated on a helper thread while this thread stores the one before.
+
+    The kernel's threads would otherwise wait for the Parquet write, the checksum and the sidecar of each
+    chunk. Chunks are still simulated one after the other and stored in order, here (where Ctrl-C and SIGTERM
+    arrive): a stop keeps every finished chunk and waits at most for the chunk being simulated, a fraction
+    of a second for this solver (the adaptive solvers and escalation scenarios, whose chunks can take
+    minutes, run in line).
+    """
+    import numba
+
+    # numba's thread count is per thread: the helper uses the caller's
+    with ThreadPoolExecutor(1, thread_name_prefix="csfpk-chunk", initializer=numba.set_num_threads,
+                            initargs=(numba.get_num_threads(),)) as ahead:
+        def submit(k):  # chunk k on the helper thread (None past the last)
+            if k == len(todo):
+                return None
+            s, _, a, b = todo[k]
+            return ahead.submit(simulate_chunk, s, a, b, curves, preps[s.id])
+
+        nxt = submit(0)
+        for k, (s, i, a, b) in enumerate(todo):
+            chunk = nxt.result()
+            nxt = submit(k + 1)
+            store(s, i, a, b, chunk)
+            bar.update(len(chunk.frame))
 
 
 def _connect(scheduler):
@@ -678,18 +714,24 @@ def _failures(status):
     return ", ".join(f"{Status(int(c)).name} {int(k)}" for c, k in zip(codes, counts))
 
 
+def _summary_columns(prep):
+    """The per-subject columns a summary reads: status and the metric columns (None: all, for escalation rows)."""
+    return None if isinstance(prep, _EscalationPrepared) else ["status"] + metric_columns(prep)
+
+
 def _summaries(scenarios, preps, curves, frame_of, curves_of):
     """Summary (one row per scenario) and curve bands, from each scenario's per-subject frame.
 
     Each metric column gets its median, 5th and 95th percentile and the value of the typical subject
     (``typical_scenario``, same regimen and window); the row names its window, target and ranges.
+    ``frame_of(s, columns)`` gives the frame (only ``columns`` are needed; None: all of them).
     """
     import pandas as pd
 
     rows, bands = [], []
     for s in scenarios:
         prep = preps[s.id]
-        df = frame_of(s)
+        df = frame_of(s, _summary_columns(prep))
         typ, _ = run_chunk(typical_scenario(s), 0, 1, False, prep)
         if isinstance(prep, _EscalationPrepared):
             rows.append({"scenario": s.id, "drug": s.drug.name, "regimen": s.regimen_name,

@@ -33,6 +33,39 @@ def test_same_numbers_for_threads_and_chunk_sizes(one_thread):
     assert (ref.status == 0).all() and len(ref) == 600
 
 
+def test_chunks_run_on_the_callers_thread_count_and_are_stored_in_order(one_thread, monkeypatch, tmp_path):
+    import numba
+
+    from csfpk import batch
+    from csfpk.threads import BLOCK
+
+    seen, order = [], []
+    real_threads, real_store = batch.on_threads, batch.RunWriter.write_chunk
+
+    def spy(block, S, size=BLOCK):
+        seen.append(numba.get_num_threads())
+        return real_threads(block, S, size)
+
+    def store(self, record, i, *args):
+        order.append((record["key"], i))
+        return real_store(self, record, i, *args)
+
+    monkeypatch.setattr(batch, "on_threads", spy)
+    monkeypatch.setattr(batch.RunWriter, "write_chunk", store)
+    with one_thread():
+        run(scenarios(30), tmp_path / "run", chunk=7, progress=False)
+    assert len(seen) >= 10 and set(seen) == {1}  # 2 × 5 chunks simulated ahead, plus the typical subjects
+    keys = sorted({k for k, _ in order}, key=[k for k, _ in order].index)
+    assert order == [(k, i) for k in keys for i in range(5)]
+
+
+def test_run_folder_summary_equals_the_in_memory_one(tmp_path):
+    folder = run(scenarios(40), tmp_path / "run", chunk=7, progress=False).summary
+    memory = run(scenarios(40), chunk=1000, progress=False).summary
+    assert folder.csf_cmax_ss_median.notna().all() and (folder.n == 40).all()
+    pd.testing.assert_frame_equal(folder, memory, check_exact=True)
+
+
 def test_dose_per_m2_scales_with_bsa():
     df = run(scenarios(50), progress=False).metrics
     a = df[df.regimen == "80 qd"].reset_index()

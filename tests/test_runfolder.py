@@ -273,6 +273,9 @@ def test_stop_after_n_chunks_then_resume_gives_the_rows_of_an_uninterrupted_run(
     a, b = rows(killed), rows(fresh)
     assert len(a) == 100 and not a.duplicated(["regimen", "subject"]).any()
     pd.testing.assert_frame_equal(a, b, check_exact=True)
+    # the resumed summary: chunks of the first session read back, the others from memory
+    pd.testing.assert_frame_equal(pd.read_csv(killed / "summary.csv"), pd.read_csv(fresh / "summary.csv"),
+                                  check_exact=True)
 
 
 def test_sigkill_mid_chunk_a_resume_meanwhile_refuses_and_leaves_the_live_file(tmp_path):
