@@ -1,10 +1,32 @@
 import contextlib
+import os
+import signal
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 
+from csfpk import runfolder
 from csfpk.drug import Drug, PlasmaPK
 from csfpk.model import build_model
+
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def cli(*args, env=None, **kw):
+    """``python -m csfpk *args`` in a subprocess (this checkout first on the path, ``env`` added)."""
+    e = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    e.update(env or {})
+    return subprocess.run([sys.executable, "-m", "csfpk", *args], capture_output=True, text=True, env=e, **kw)
+
+
+def cli_killed_after(chunks, *args):
+    """``cli(*args)`` killed (SIGKILL, by the run folder's test hook) after ``chunks`` chunks are stored."""
+    r = cli(*args, env={runfolder.STOP_AFTER_CHUNKS: str(chunks)})
+    assert r.returncode == -signal.SIGKILL, r.stderr
+    return r
 
 
 def plasma_model(**pk):

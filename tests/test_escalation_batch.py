@@ -4,10 +4,6 @@ land in the run folder with checksums and resume exactly, and the summary's grad
 distribution are those of the per-subject rows."""
 
 import json
-import os
-import signal
-import subprocess
-import sys
 from dataclasses import replace
 from types import MappingProxyType
 
@@ -16,6 +12,7 @@ import pandas as pd
 import pytest
 
 import csfpk
+from conftest import cli, cli_killed_after
 from csfpk import runfolder
 from csfpk.batch import run
 from csfpk.errors import ParameterError
@@ -26,7 +23,6 @@ from csfpk.runfolder import RunFolderError
 from csfpk.scenario import Scenario
 from csfpk.sweep import SweepError, sweep_from_dict
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DRUG = csfpk.load_drug("pemetrexed")
 PD = load_myelosuppression()
 # a sensitive marrow (slope x23 the file's 0.87 L/mg) so that grade >= 3 episodes, holds and step-backs occur in some
@@ -266,12 +262,6 @@ def doc(n=8):
     return tomllib.loads(SWEEP.format(n=n))
 
 
-def cli(*args, env=None):
-    e = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    e.update(env or {})
-    return subprocess.run([sys.executable, "-m", "csfpk", *args], capture_output=True, text=True, env=e)
-
-
 def test_sweep_regimens_become_escalations():
     sw = sweep_from_dict(doc())
     esc, perkg, mtx = sw.scenarios
@@ -333,8 +323,7 @@ def test_cli_compare_kill_resume_plot(tmp_path):
     sweep.write_text(SWEEP.format(n=8))
     args = ["compare", str(sweep), "--chunk", "3"]
     killed = tmp_path / "killed"
-    r = cli(*args, "--out", str(killed), env={runfolder.STOP_AFTER_CHUNKS: "4"})
-    assert r.returncode == -signal.SIGKILL
+    cli_killed_after(4, *args, "--out", str(killed))
     assert len(list(killed.glob("scenarios/*/doses-*.parquet"))) == 4
     r = cli(*args, "--out", str(killed))
     assert r.returncode == 0, r.stderr

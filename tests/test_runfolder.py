@@ -18,6 +18,7 @@ import pandas as pd
 import pytest
 
 import csfpk
+from conftest import cli, cli_killed_after
 from csfpk import runfolder
 from csfpk.batch import run
 from csfpk.runfolder import RunFolderError, RunWriter
@@ -68,12 +69,6 @@ def set_status(out, status):
     man["status"] = status
     (out / "manifest.json").write_text(json.dumps(man))
     return man
-
-
-def cli(*args, env=None, **kw):
-    e = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    e.update(env or {})
-    return subprocess.run([sys.executable, "-m", "csfpk", *args], capture_output=True, text=True, env=e, **kw)
 
 
 def one_line_error(r, message):
@@ -244,9 +239,7 @@ def test_overwrite_builds_beside_keeps_user_files_and_survives_a_kill(tmp_path):
     (out / "figures" / "mine.svg").write_text("<svg/>")
     (out / "notes.txt").write_text("ward 3 cohort")
     sweep.write_text(SWEEP.format(n=40))
-    r = cli("compare", str(sweep), "--out", str(out), "--chunk", "10", "--overwrite",
-            env={runfolder.STOP_AFTER_CHUNKS: "2"})
-    assert r.returncode == -signal.SIGKILL
+    cli_killed_after(2, "compare", str(sweep), "--out", str(out), "--chunk", "10", "--overwrite")
     pd.testing.assert_frame_equal(rows(out), before)  # the old run is intact and still verifies
     assert [p for p in os.listdir(tmp_path) if ".csfpk-new-" in p]
     r = cli("compare", str(sweep), "--out", str(out), "--chunk", "10", "--overwrite")
@@ -262,8 +255,7 @@ def test_stop_after_n_chunks_then_resume_gives_the_rows_of_an_uninterrupted_run(
     sweep.write_text(SWEEP.format(n=50))
     args = ["compare", str(sweep), "--chunk", "10"]
     killed = tmp_path / "killed"
-    r = cli(*args, "--out", str(killed), env={runfolder.STOP_AFTER_CHUNKS: "3"})
-    assert r.returncode == -signal.SIGKILL
+    cli_killed_after(3, *args, "--out", str(killed))
     assert json.loads((killed / "manifest.json").read_text())["status"] == "running"
     assert len(chunk_files(killed, "chunk")) == 3
     r = cli(*args, "--out", str(killed))
