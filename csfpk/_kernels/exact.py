@@ -327,6 +327,16 @@ def grid_run(K, E, P, meta, tab, pw, pairs, run, kind, time, cmt, value, dose_sc
 
 
 @njit(cache=True, nogil=True)
+def _skip(spec, K, h, E, P, meta, x, y, r, use_r, lam, V, W, n_dyn, vec):
+    """x ← E(h)·x + Φ(h)·r over a gap without metrics: by the eigen-decomposition when ``spec`` (``walk``),
+    else by the cached propagators (``advance``)."""
+    if spec:
+        spectral_advance(K, lam, V, W, n_dyn, h, x, r, use_r, vec)
+    else:
+        advance(K, h, E, P, meta, x, y, r, use_r)
+
+
+@njit(cache=True, nogil=True)
 def walk(K, n_dyn, kind, time, cmt, value, aux, grid_step, dose_scale, states, out_state, f, w0, w1, trough_index,
          target, curve_stride, curves, m, exact_win):
     """The exact walk along the timeline for one subject; the one loop behind curves and metrics.
@@ -395,29 +405,19 @@ def walk(K, n_dyn, kind, time, cmt, value, aux, grid_step, dose_scale, states, o
     for a in range(kind.shape[0] + (1 if exact else 0)):
         t_next = time[a] if a < kind.shape[0] else t1  # exact: a last pseudo-action closes the window
         if t_next > t:
-            if not exact:
-                advance(K, t_next - t, E, P, meta, x, y, r, use_r)
-            else:
-                if t < t0:  # before the window
-                    te = min(t0, t_next)
-                    if spec:
-                        spectral_advance(K, lam, V, W, n_dyn, te - t, x, r, use_r, vec)
-                    else:
-                        advance(K, te - t, E, P, meta, x, y, r, use_r)
-                    t = te
-                if t < t_next and t < t1:  # inside the window
-                    te = min(t1, t_next)
-                    if spec:
-                        spectral_gap(K, lam, V, W, n_dyn, t, te - t, x, r, use_r, out_state, f, level, m, vec, B, brk)
-                    else:
-                        gap(K, knorm, t, te - t, x, r, use_r, out_state, f, level, m, cE, cP, cQ, keys, kry, work,
-                            bnd)
-                    t = te
-                if t < t_next:  # after the window
-                    if spec:
-                        spectral_advance(K, lam, V, W, n_dyn, t_next - t, x, r, use_r, vec)
-                    else:
-                        advance(K, t_next - t, E, P, meta, x, y, r, use_r)
+            te = min(t0, t_next) if exact else t_next  # the part before the window (all of it without metrics)
+            if t < te:
+                _skip(spec, K, te - t, E, P, meta, x, y, r, use_r, lam, V, W, n_dyn, vec)
+                t = te
+            if t < t_next and t < t1:  # inside the window
+                te = min(t1, t_next)
+                if spec:
+                    spectral_gap(K, lam, V, W, n_dyn, t, te - t, x, r, use_r, out_state, f, level, m, vec, B, brk)
+                else:
+                    gap(K, knorm, t, te - t, x, r, use_r, out_state, f, level, m, cE, cP, cQ, keys, kry, work, bnd)
+                t = te
+            if t < t_next:  # after the window
+                _skip(spec, K, t_next - t, E, P, meta, x, y, r, use_r, lam, V, W, n_dyn, vec)
             t = t_next
         if not trough_done and t >= t_trough:
             for o in range(n_out):
